@@ -1,0 +1,1 @@
+"""Measuring and comparing: perplexity vs context length, entropy, probes, throughput, reports."""

@@ -1,0 +1,182 @@
+"""``HybridLM``: embedding, one pre-norm residual sublayer per pattern token, final norm, LM head.
+
+Every token of the pattern is one sublayer ``x = x + mixer(RMSNorm(x))`` (samba-facts.md §1.1); a
+parallel group ``(M|A)`` feeds one normalised input to each branch and averages their outputs. The
+block never knows mixer types (mamba_ssm ``modules/block.py``): mixers come from the registry.
+Initialisation follows the official Samba code (§6.7).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from blocks import registry
+from blocks.backend import resolve_backend
+from blocks.config import ModelConfig, resolve_mixer_defaults, validate_model_config
+from blocks.mixers.base import Mixer, MixerConfig, apply_overrides
+from blocks.pattern import Pattern, parse
+
+__all__ = ["HybridBlock", "HybridLM", "ResolvedLayer", "resolve_layout"]
+
+
+@dataclass(frozen=True)
+class ResolvedLayer:
+    """One sublayer with each branch's symbol and fully resolved mixer config."""
+
+    index: int
+    branches: tuple[tuple[str, MixerConfig], ...]
+
+    @property
+    def symbols(self) -> str:
+        return "|".join(s for s, _ in self.branches)
+
+
+def resolve_layout(cfg: ModelConfig) -> tuple[Pattern, list[ResolvedLayer]]:
+    """Parse ``cfg.pattern`` and resolve every occurrence's config (defaults < model.mixers < [..]).
+
+    Raises:
+        PatternError: the pattern is malformed.
+        ConfigError: a config value is impossible at ``cfg.d_model``; the message names the layer.
+    """
+    validate_model_config(cfg)
+    pattern = parse(cfg.pattern)
+    defaults = resolve_mixer_defaults(cfg.mixers)
+    layers = []
+    for i, layer in enumerate(pattern.layers):
+        branches = []
+        for tok in layer.branches:
+            where = f"pattern layer {i} ({tok.symbol})"
+            conf = apply_overrides(defaults[tok.symbol], tok.params_dict(), where)
+            try:
+                conf.validate(cfg.d_model)
+            except ValueError as e:
+                raise type(e)(f"{where}, d_model={cfg.d_model}: {e}") from None
+            branches.append((tok.symbol, conf))
+        layers.append(ResolvedLayer(i, tuple(branches)))
+    return pattern, layers
+
+
+class HybridBlock(nn.Module):
+    """One pre-norm residual sublayer: ``x + mean_b(mixer_b(RMSNorm(x)))``."""
+
+    def __init__(self, d_model: int, mixers: list[Mixer], norm_eps: float) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(d_model, eps=norm_eps)
+        self.mixers = nn.ModuleList(mixers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.norm(x)
+        if len(self.mixers) == 1:
+            return x + self.mixers[0](h)
+        return x + torch.stack([m(h) for m in self.mixers]).mean(0)
+
+
+class HybridLM(nn.Module):
+    """A causal language model built from a layer pattern.
+
+    Args:
+        config: the model section; ``config.vocab_size`` may be null when ``vocab_size`` is given.
+        vocab_size: the tokenizer's vocabulary size (used when ``config.vocab_size`` is null).
+    """
+
+    def __init__(self, config: ModelConfig, vocab_size: int | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.pattern, self.resolved = resolve_layout(config)
+        self.vocab_size = config.vocab_size or vocab_size
+        if not self.vocab_size:
+            raise ValueError("model.vocab_size is null and no tokenizer vocabulary size was given")
+        d = config.d_model
+        self.embed = nn.Embedding(self.vocab_size, d)
+        blocks = []
+        for layer in self.resolved:
+            mixers = []
+            for b, (symbol, conf) in enumerate(layer.branches):
+                mixer = registry.get(symbol).module(d, conf)
+                mixer.layer_index, mixer.branch_index, mixer.symbol = layer.index, b, symbol
+                mixers.append(mixer)
+            blocks.append(HybridBlock(d, mixers, config.norm_eps))
+        self.layers = nn.ModuleList(blocks)
+        self.norm_f = nn.RMSNorm(d, eps=config.norm_eps)
+        self.lm_head = nn.Linear(d, self.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self.backends: dict[str, str] = {}
+        self._init_weights(config.init)
+
+    def mixers(self) -> list[Mixer]:
+        """All mixers in layer order (branches of a parallel group in branch order)."""
+        return [m for block in self.layers for m in block.mixers]
+
+    @torch.no_grad()
+    def _init_weights(self, init: str) -> None:
+        n_sub = len(self.layers)
+        d = self.config.d_model
+        if init == "mamba":
+            nn.init.normal_(self.embed.weight, std=0.02)
+            if not self.config.tie_embeddings:
+                nn.init.normal_(self.lm_head.weight, std=0.02)
+            out_scale = 1.0 / math.sqrt(n_sub)
+        else:
+            std = math.sqrt(2.0 / (5 * d))
+            nn.init.normal_(self.embed.weight, std=std)
+            if not self.config.tie_embeddings:
+                nn.init.normal_(self.lm_head.weight, std=std)
+            for m in self.mixers():
+                for lin in m.modules():
+                    if isinstance(lin, nn.Linear):
+                        nn.init.normal_(lin.weight, std=std)
+            n_blocks = max(1, sum(1 for layer in self.resolved if layer.symbols != "F"))
+            out_std = 1.0 / (math.sqrt(d) * n_blocks)
+        for m in self.mixers():
+            for lin in m.modules():
+                if isinstance(lin, nn.Linear) and lin.bias is not None and not getattr(lin.bias, "_no_reinit", False):
+                    lin.bias.zero_()
+            for proj in m.output_projections():
+                if init == "mamba":
+                    proj.weight.mul_(out_scale)
+                else:
+                    nn.init.normal_(proj.weight, std=out_std)
+
+    def set_backend(self, requested: str, device: torch.device | str) -> dict[str, str]:
+        """Resolve ``requested`` (auto/reference/kernel) per mixer for ``device``; returns symbol -> path.
+
+        Resolution happens once per mixer class and is recorded in ``self.backends`` (logged as the
+        MLflow tags ``hybridlab.backend.<symbol>``).
+        """
+        chosen: dict[str, str] = {}
+        for m in self.mixers():
+            if m.symbol not in chosen:
+                chosen[m.symbol] = resolve_backend(requested, type(m), device)
+            m.set_backend(chosen[m.symbol])
+        self.backends = chosen
+        return chosen
+
+    def forward(self, idx: Tensor) -> Tensor:
+        """Token ids (B, T) -> logits (B, T, V)."""
+        x = self.embed(idx)
+        for block in self.layers:
+            x = block(x)
+        return self.lm_head(self.norm_f(x))
+
+    def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
+        """Mean cross-entropy over targets != -100, computed in fp32."""
+        logits = self(idx)
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    def num_params(self) -> int:
+        """Exact parameter count (a tied LM head is counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, seq_len: int) -> int:
+        """Forward FLOPs per token at ``seq_len``: every mixer plus the LM head (2 per multiply-add)."""
+        return sum(m.flops(seq_len) for m in self.mixers()) + 2 * self.config.d_model * self.vocab_size
+
+    def state_size(self, seq_len: int) -> int:
+        """Elements of recurrent state and KV cache for one sequence of ``seq_len`` tokens."""
+        return sum(m.state_size(seq_len) for m in self.mixers())

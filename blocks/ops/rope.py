@@ -1,0 +1,65 @@
+"""Rotary position embedding (RoPE), GPT-NeoX half-split form, computed on the fly for any length.
+
+Follows the official Samba code (litgpt ``build_rope_cache`` + flash-attn ``apply_rotary_emb_func``
+with ``interleaved=False``; samba-facts.md §6.3): channel ``i < D/2`` is rotated together with channel
+``i + D/2`` by the angle ``pos * base**(-2i/D)``. Unlike the official code, which stores its cos/sin
+cache in bf16, the angles, cosines and sines are computed in float32 (float64 for float64 inputs) at
+every call, so there is no buffer in the state_dict and any length (evaluation beyond the training
+length) works.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["rope_cos_sin", "apply_rope", "rope"]
+
+
+def rope_cos_sin(
+    seq_len: int,
+    dim: int,
+    base: float = 10000.0,
+    *,
+    offset: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor]:
+    """Cosines and sines of the rotation angles for positions ``offset .. offset+seq_len-1``.
+
+    Args:
+        seq_len: number of positions T.
+        dim: rotated head size D (even).
+        base: the RoPE base (10,000 in Samba).
+        offset: the first position.
+        device: where to build them.
+        dtype: float32 or float64; the angles are computed in this precision.
+
+    Returns:
+        ``(cos, sin)``, each (T, D/2).
+    """
+    if dim % 2:
+        raise ValueError(f"rope: the head size must be even; got {dim}")
+    inv_freq = 1.0 / base ** (torch.arange(0, dim, 2, device=device, dtype=dtype) / dim)  # (D/2,)
+    pos = torch.arange(offset, offset + seq_len, device=device, dtype=dtype)  # (T,)
+    angles = torch.outer(pos, inv_freq)  # (T, D/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate ``x`` (B, T, H, D) by ``cos``/``sin`` (T, D/2), half-split; the result has x's dtype."""
+    half = x.shape[-1] // 2
+    xf = x.to(cos.dtype)
+    x1, x2 = xf[..., :half], xf[..., half:]  # (B, T, H, D/2) each
+    c, s = cos[:, None, :], sin[:, None, :]  # (T, 1, D/2)
+    return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1).to(x.dtype)
+
+
+def rope(x: Tensor, base: float = 10000.0, offset: int = 0) -> Tensor:
+    """Apply RoPE to ``x`` (B, T, H, D) at positions ``offset .. offset+T-1``.
+
+    The rotation is computed in float32 (float64 when ``x`` is float64) and cast back to ``x.dtype``.
+    """
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    cos, sin = rope_cos_sin(x.shape[1], x.shape[-1], base, offset=offset, device=x.device, dtype=dtype)
+    return apply_rope(x, cos, sin)
