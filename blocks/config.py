@@ -61,7 +61,7 @@ def resolve_mixer_defaults(
         try:
             spec = registry.get(key)
         except registry.RegistryError as e:
-            raise ConfigError(f"model.mixers: {e}") from None
+            raise ConfigError(f"model.mixers.{key}: {e}") from None
         if spec.symbol in seen:
             raise ConfigError(
                 f"model.mixers: {key!r} and {seen[spec.symbol]!r} both configure mixer {spec.symbol} "

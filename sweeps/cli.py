@@ -63,6 +63,123 @@ def cmd_pattern(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_ui_hint(home: str) -> None:
+    print(f"\nOpen the MLflow UI:  HYBRIDLAB_HOME={home} hybridlab ui   (then http://127.0.0.1:5000)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sweeps.config import load_config, to_plain
+    from sweeps.tracking import MLflowHooks, client, ensure_experiment, finish_run, set_home, start_run
+    from sweeps.train import Diverged, Hooks, run_training
+
+    cfg = load_config(args.config, args.overrides)
+    home = set_home(cfg.tracking.home)
+    c = client(home)
+    exp_id = ensure_experiment(c, cfg.tracking.experiment or "train", home)
+    run_id = start_run(c, exp_id, cfg.tracking.run_name or cfg.model.pattern, {"hybridlab.role": "train"})
+    mlflow_hooks = MLflowHooks(c, run_id, to_plain(cfg))
+
+    class Console(Hooks):
+        def on_start(self, model, info):  # type: ignore[no-untyped-def]
+            mlflow_hooks.on_start(model, info)
+            print(f"training {info['pattern']}: {info['params']:,} params on {info['device']} "
+                  f"({info['precision']}), backends {info['backends']}", file=sys.stderr)
+
+        def on_log(self, metrics, step):  # type: ignore[no-untyped-def]
+            mlflow_hooks.on_log(metrics, step)
+
+        def on_eval(self, metrics, step, final, checkpoint):  # type: ignore[no-untyped-def]
+            mlflow_hooks.on_eval(metrics, step, final, checkpoint)
+            lens = " ".join(f"{k[len('val/ppl_'):]}={v:.2f}" for k, v in metrics.items() if k.startswith("val/ppl_len"))
+            print(f"\nstep {step}: val/loss {metrics['val/loss']:.4f} val/ppl {metrics['val/ppl']:.2f} [{lens}] "
+                  f"{metrics['perf/tokens_per_s']:.0f} tok/s", file=sys.stderr)
+
+    try:
+        result = run_training(cfg, Console())
+    except Diverged as e:
+        finish_run(c, run_id, "diverged", str(e))
+        print(f"hybridlab train: diverged: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        finish_run(c, run_id, "killed", "interrupted by the user")
+        raise
+    except BaseException as e:
+        finish_run(c, run_id, "failed", f"{type(e).__name__}: {e}")
+        raise
+    finish_run(c, run_id, "ok")
+    m = result.metrics
+    print(json.dumps({"run_id": run_id, "wall_s": round(result.wall_s, 1),
+                      **{k: round(v, 4) for k, v in m.items() if k.startswith(("val/", "perf/", "model/"))}}, indent=2))
+    _print_ui_hint(str(home))
+    return 0
+
+
+def _sweep_and_report(cfg, resume: bool, address: str | None) -> int:  # type: ignore[no-untyped-def]
+    from analysis.compare import format_leaderboard, load_sweep
+    from sweeps.runner import run_sweep
+
+    outcome = run_sweep(cfg, resume=resume, address=address)
+    if outcome.interrupted:
+        print(f"\nsweep {outcome.name} interrupted: {outcome.n_done}/{cfg.sweep.num_samples} trials done. "
+              f"Continue it with:  hybridlab sweep CONFIG sweep.name={outcome.name} --resume", file=sys.stderr)
+        return 130
+    print(f"\nsweep {outcome.name}: {outcome.n_trials} trials ({outcome.n_errors} failed) in {outcome.wall_s:.0f} s\n")
+    print(format_leaderboard(load_sweep(outcome.name), metric="val/ppl"))
+    from analysis.store import home_dir
+
+    _print_ui_hint(str(home_dir()))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from sweeps.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    return _sweep_and_report(cfg, args.resume, args.address)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from sweeps.config import load_config
+    from sweeps.tracking import client, set_home
+
+    cfg = load_config("quickstart", args.overrides)
+    home = set_home(cfg.tracking.home)
+    c = client(home)
+    base, n = cfg.sweep.name, 1
+    while c.get_experiment_by_name(cfg.sweep.name) is not None or (home / "ray" / cfg.sweep.name).exists():
+        n += 1
+        cfg.sweep.name = f"{base}-{n}"
+    print(f"hybridlab quickstart: sweep {cfg.sweep.name!r}, {cfg.sweep.num_samples} trials, "
+          f"{cfg.sweep.max_concurrent} at a time, runs under {home}", file=sys.stderr)
+    return _sweep_and_report(cfg, resume=False, address=None)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis.compare import format_leaderboard, load_sweep
+
+    table = load_sweep(args.sweep)
+    if args.json:
+        print(json.dumps(table.to_json(args.sort, args.descending), indent=2))
+    else:
+        print(format_leaderboard(table, args.sort, args.descending))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from analysis.store import home_dir, tracking_uri
+
+    home = home_dir()
+    if not (home / "mlflow.db").exists():
+        raise UserError(f"no MLflow store at {home / 'mlflow.db'}; run `hybridlab quickstart` first or set HYBRIDLAB_HOME")
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(home),
+           "--default-artifact-root", (home / "artifacts").as_uri(), "--host", "127.0.0.1",
+           "--port", str(args.port), "--workers", "1"]
+    print(f"MLflow UI over {home} at http://127.0.0.1:{args.port} (Ctrl+C stops it)", file=sys.stderr)
+    return subprocess.call(cmd)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hybridlab",
@@ -77,11 +194,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=4096, help="sequence length for FLOPs and state (default 4096)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_pattern)
+
+    p = sub.add_parser("train", help="one training run, no Ray, logged to MLflow")
+    p.add_argument("config", help="a YAML file or a packaged config name (quickstart, samba_ablation)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=100 model.d_model=96")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("sweep", help="a Ray Tune + Optuna sweep logged to MLflow")
+    p.add_argument("config", help="a YAML file or a packaged config name")
+    p.add_argument("overrides", nargs="*", help="key=value overrides")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted sweep of the same name")
+    p.add_argument("--address", help="an existing Ray cluster (e.g. auto or HOST:6379); default: a local one")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("quickstart", help="the packaged toy sweep over Samba-family layouts on the stdlib corpus")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of quickstart.yaml")
+    p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("compare", help="leaderboard of a sweep from MLflow")
+    p.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--sort", default="val/ppl", help="metric to sort by (default val/ppl)")
+    p.add_argument("--descending", action="store_true", help="sort high to low (e.g. perf/tokens_per_s)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 over HYBRIDLAB_HOME")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_ui)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hybridlab`` console script; returns the exit status."""
+    from analysis.compare import NoSuchSweep
     from blocks.mixers.base import ConfigError
     from blocks.pattern import PatternError
     from blocks.registry import RegistryError
@@ -90,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (PatternError, ConfigError, RegistryError, UserError) as e:
+    except (PatternError, ConfigError, RegistryError, UserError, NoSuchSweep) as e:
         print(f"hybridlab {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -6,8 +6,9 @@ Three implementations, tried in this order (design.md "Backends"); every import 
    exactly the call of the official Samba code (samba-facts.md §6.2). Used for fp16/bf16 inputs with
    head size <= 256, the only ones it takes.
 2. PyTorch FlexAttention (``torch.nn.attention.flex_attention``) with a sliding-window ``BlockMask``
-   built by ``create_block_mask``, cached per (T, window, device), and ``flex_attention`` compiled once
-   with ``torch.compile``. Needs only torch (and the triton it ships with), any float dtype.
+   built by ``create_block_mask``, cached per (T, window, device); both compiled once with
+   ``torch.compile``. Needs only torch (and the triton it ships with), any float dtype; head sizes
+   below 16 are zero-padded to 16.
 3. fla's ``parallel_attn(q, k, v, scale=scale, window_size=W)`` (fla >= the versions with
    ``window_size``).
 
@@ -32,10 +33,11 @@ __all__ = ["attention", "kernel_impl", "available_impls"]
 
 log = logging.getLogger("hybridlab.backend")
 _HALF = (torch.float16, torch.bfloat16)
+_FLEX_MIN_HEAD_DIM = 16
 _said: set[str] = set()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _flash_attn_func() -> Callable[..., Tensor] | None:
     try:
         from flash_attn import flash_attn_func
@@ -46,7 +48,7 @@ def _flash_attn_func() -> Callable[..., Tensor] | None:
     return flash_attn_func
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _flex_available() -> bool:
     try:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
@@ -55,7 +57,7 @@ def _flex_available() -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fla_parallel_attn() -> Callable[..., Tensor] | None:
     try:
         from fla.ops.attn import parallel_attn
@@ -100,27 +102,46 @@ def kernel_impl(dtype: torch.dtype = torch.bfloat16, head_dim: int = 64) -> str:
     )
 
 
-@functools.lru_cache(maxsize=None)
-def _compiled_flex_attention() -> Callable[..., Tensor]:
-    from torch.nn.attention.flex_attention import flex_attention
+@functools.cache
+def _compiled_flex() -> tuple[Callable[..., Tensor], Callable[..., Any]]:
+    """``flex_attention`` and ``create_block_mask``, each compiled once.
 
-    return torch.compile(flex_attention, dynamic=False)
+    Static shapes: a new (T, head size, heads, dtype) compiles anew (a training run sees a handful).
+    With dynamic shapes torch 2.11 lowers GQA calls to its flex-decoding kernel, which then fails.
+    """
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    return torch.compile(flex_attention, dynamic=False), torch.compile(create_block_mask, dynamic=False)
 
 
 @functools.lru_cache(maxsize=32)
 def _block_mask(seq_len: int, window: int | None, device: torch.device) -> Any:
-    """The sliding-window ``BlockMask`` for (T, T), shared by all batches and heads."""
-    from torch.nn.attention.flex_attention import create_block_mask
+    """The sliding-window ``BlockMask`` for (T, T), shared by all batches and heads.
 
-    def causal(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
-        return kv_idx <= q_idx
+    One ``mask_mod`` serves every window: the window is a captured tensor (full causal attention is
+    ``window = T``), so neither the mask nor ``flex_attention`` recompiles for a new window value.
+    The compiled ``create_block_mask`` never materialises the (T, T) mask.
+    """
+    w = torch.tensor(seq_len if window is None else window, device=device)
 
     def sliding(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
-        return (kv_idx <= q_idx) & (q_idx - kv_idx < window)
+        return (kv_idx <= q_idx) & (q_idx - kv_idx < w)
 
-    mask_mod = causal if window is None else sliding
-    # _compile=True builds the block mask without materialising the (T, T) mask (long eval lengths).
-    return create_block_mask(mask_mod, None, None, seq_len, seq_len, device=device, _compile=True)
+    create_block_mask = _compiled_flex()[1]
+    return create_block_mask(sliding, None, None, seq_len, seq_len, device=device)
+
+
+def _flex(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float) -> Tensor:
+    B, T, H, D = q.shape
+    flex_attention = _compiled_flex()[0]
+    block_mask = _block_mask(T, window, q.device)
+    qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # (B, H|Hkv, T, D)
+    if D < _FLEX_MIN_HEAD_DIM:
+        # FlexAttention's triton kernels need D >= 16; zero channels change neither q.k nor the output.
+        pad = (0, _FLEX_MIN_HEAD_DIM - D)
+        qh, kh, vh = (torch.nn.functional.pad(t, pad) for t in (qh, kh, vh))  # (B, H|Hkv, T, 16)
+    o = flex_attention(qh, kh, vh, block_mask=block_mask, scale=scale, enable_gqa=kh.shape[1] != H)
+    return o[..., :D].transpose(1, 2)  # (B, T, H, D)
 
 
 def _say(impl: str) -> None:
@@ -146,12 +167,6 @@ def attention(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float)
         window_size = (-1, -1) if window is None else (window - 1, 0)
         return flash_attn_func(q, k, v, causal=True, softmax_scale=scale, window_size=window_size)
     if impl == "flex_attention":
-        T = q.shape[1]
-        block_mask = _block_mask(T, window, q.device)
-        qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # (B, H|Hkv, T, D)
-        o = _compiled_flex_attention()(
-            qh, kh, vh, block_mask=block_mask, scale=scale, enable_gqa=kh.shape[1] != qh.shape[1]
-        )
-        return o.transpose(1, 2)  # (B, T, H, D)
+        return _flex(q, k, v, window, scale)
     parallel_attn = _fla_parallel_attn()
     return parallel_attn(q, k, v, scale=scale, window_size=window)

@@ -28,93 +28,100 @@ CHUNK = 32
 
 
 def _chunk_states(
-    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, h0: Tensor, a: Tensor, h: Tensor, du: Tensor
+    u: Tensor, delta: Tensor, A_t: Tensor, B: Tensor, h0: Tensor, a: Tensor, h: Tensor, du: Tensor
 ) -> None:
     """Fill ``a`` with exp(delta A) and ``h`` with the states h_{s-1..e-1} of one chunk, in place.
 
-    u, delta, du: (c, batch, D); B: (c, batch, N); h0: (batch, D, N); a: (c, batch, D, N);
-    h: (c + 1, batch, D, N) with ``h[0] = h0``; ``du`` receives delta * u.
+    u, delta, du: (c, batch, D); A_t: (N, D); B: (c, batch, N); h0: (batch, N, D);
+    a: (c, batch, N, D); h: (c + 1, batch, N, D) with ``h[0] = h0``; ``du`` receives delta * u.
     """
-    torch.mul(delta.unsqueeze(-1), A, out=a)
+    torch.mul(delta.unsqueeze(2), A_t, out=a)
     a.exp_()
     torch.mul(delta, u, out=du)
-    torch.mul(du.unsqueeze(-1), B.unsqueeze(2), out=h[1:])
+    torch.mul(du.unsqueeze(2), B.unsqueeze(-1), out=h[1:])
     h[0].copy_(h0)
     for i in range(a.shape[0]):
         h[i + 1].addcmul_(a[i], h[i])
 
 
 class _SelectiveScan(torch.autograd.Function):
-    """Time-major scan without the D skip: u, delta (L, batch, D); A (D, N); B, C (L, batch, N)."""
+    """Time-major scan without the D skip: u, delta (L, batch, D); A_t (N, D); B, C (L, batch, N).
+
+    States are laid out (batch, N, D) so that D, the widest axis, is contiguous: contractions over N
+    then reduce a middle axis, which vectorises along D.
+    """
 
     @staticmethod
-    def forward(ctx: FunctionCtx, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, chunk: int) -> Tensor:
+    def forward(ctx: FunctionCtx, u: Tensor, delta: Tensor, A_t: Tensor, B: Tensor, C: Tensor, chunk: int) -> Tensor:
         L, batch, D = u.shape
-        N = A.shape[1]
+        N = A_t.shape[0]
         n_chunks = -(-L // chunk)
         c_max = min(chunk, L)
-        starts = u.new_empty(n_chunks, batch, D, N)
+        starts = u.new_empty(n_chunks, batch, N, D)
         starts[0].zero_()
         y = u.new_empty(L, batch, D)
-        a = u.new_empty(c_max, batch, D, N)
-        h = u.new_empty(c_max + 1, batch, D, N)
+        a = u.new_empty(c_max, batch, N, D)
+        h = u.new_empty(c_max + 1, batch, N, D)
         du = u.new_empty(c_max, batch, D)
         for k in range(n_chunks):
             s, e = k * chunk, min(L, (k + 1) * chunk)
             c = e - s
-            _chunk_states(u[s:e], delta[s:e], A, B[s:e], starts[k], a[:c], h[: c + 1], du[:c])
-            torch.matmul(h[1 : c + 1], C[s:e].unsqueeze(-1), out=y[s:e].unsqueeze(-1))  # (c, batch, D, 1)
+            _chunk_states(u[s:e], delta[s:e], A_t, B[s:e], starts[k], a[:c], h[: c + 1], du[:c])
+            torch.matmul(C[s:e].unsqueeze(2), h[1 : c + 1], out=y[s:e].unsqueeze(2))  # (c, batch, 1, D)
             if k + 1 < n_chunks:
                 starts[k + 1].copy_(h[c])
-        ctx.save_for_backward(u, delta, A, B, C, starts)
+        ctx.save_for_backward(u, delta, A_t, B, C, starts)
         ctx.chunk = chunk
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, dy: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, None]:
-        u, delta, A, B, C, starts = ctx.saved_tensors
+        u, delta, A_t, B, C, starts = ctx.saved_tensors
         chunk: int = ctx.chunk
         dy = dy.contiguous()
         L, batch, D = u.shape
-        N = A.shape[1]
+        N = A_t.shape[0]
         n_chunks = starts.shape[0]
         c_max = min(chunk, L)
         d_u = torch.empty_like(u)
         d_delta = torch.empty_like(delta)
         d_B = torch.empty_like(B)
         d_C = torch.empty_like(C)
-        d_A = torch.zeros_like(A)
-        a = u.new_empty(c_max, batch, D, N)
-        h = u.new_empty(c_max + 1, batch, D, N)
-        dh = u.new_empty(c_max, batch, D, N)
-        g = u.new_empty(c_max, batch, D, N)
+        a = u.new_empty(c_max, batch, N, D)
+        h = u.new_empty(c_max + 1, batch, N, D)
+        dh = u.new_empty(c_max, batch, N, D)
+        g = u.new_empty(c_max, batch, N, D)
+        g_delta = u.new_zeros(c_max, batch, N, D)  # sum over chunks of g * delta, reduced once at the end
         du = u.new_empty(c_max, batch, D)
-        carry = u.new_empty(batch, D, N)
+        carry = u.new_empty(batch, N, D)
         for k in reversed(range(n_chunks)):
             s, e = k * chunk, min(L, (k + 1) * chunk)
             c = e - s
             ac, hc, dhc, gc, duc = a[:c], h[: c + 1], dh[:c], g[:c], du[:c]
-            _chunk_states(u[s:e], delta[s:e], A, B[s:e], starts[k], ac, hc, duc)
-            dyc = dy[s:e]
-            torch.mul(dyc.unsqueeze(-1), C[s:e].unsqueeze(2), out=dhc)
+            dyc, deltac = dy[s:e], delta[s:e]
+            _chunk_states(u[s:e], deltac, A_t, B[s:e], starts[k], ac, hc, duc)
+            torch.mul(C[s:e].unsqueeze(-1), dyc.unsqueeze(2), out=dhc)
             if k + 1 < n_chunks:
                 dhc[c - 1].add_(carry)
             for i in range(c - 2, -1, -1):
                 dhc[i].addcmul_(ac[i + 1], dhc[i + 1])
             if k > 0:
                 torch.mul(ac[0], dhc[0], out=carry)
-            torch.matmul(hc[1:].transpose(-1, -2), dyc.unsqueeze(-1), out=d_C[s:e].unsqueeze(-1))
-            torch.matmul(dhc.transpose(-1, -2), duc.unsqueeze(-1), out=d_B[s:e].unsqueeze(-1))
-            dh_b = torch.matmul(dhc, B[s:e].unsqueeze(-1)).squeeze(-1)  # (c, batch, D)
+            torch.mul(hc[1:], dyc.unsqueeze(2), out=gc)
+            torch.sum(gc, dim=-1, out=d_C[s:e])
+            torch.mul(dhc, duc.unsqueeze(2), out=gc)
+            torch.sum(gc, dim=-1, out=d_B[s:e])
+            dh_b = torch.matmul(B[s:e].unsqueeze(2), dhc).squeeze(2)  # (c, batch, D)
             torch.mul(dhc, hc[:-1], out=gc)
             gc.mul_(ac)  # gradient w.r.t. delta * A
-            d_A += torch.einsum("cbdn,cbd->dn", gc, delta[s:e])
-            torch.mul(gc, A, out=gc)
-            torch.sum(gc, dim=-1, out=d_delta[s:e])
+            g_delta[:c].addcmul_(gc, deltac.unsqueeze(2))
+            gc.mul_(A_t)
+            torch.sum(gc, dim=2, out=d_delta[s:e])
             d_delta[s:e].addcmul_(u[s:e], dh_b)
-            torch.mul(delta[s:e], dh_b, out=d_u[s:e])
-        return d_u, d_delta, d_A, d_B, d_C, None
+            torch.mul(deltac, dh_b, out=d_u[s:e])
+        d_A_t = g_delta.sum(dim=(0, 1))  # (N, D)
+        return d_u, d_delta, d_A_t, d_B, d_C, None
 
 
 def selective_scan(
@@ -140,7 +147,7 @@ def selective_scan(
         return t.to(dtype).permute(2, 0, 1).contiguous()  # (L, batch, ·)
 
     y = _SelectiveScan.apply(
-        time_major(u), time_major(delta), A.to(dtype).contiguous(), time_major(B), time_major(C), chunk
+        time_major(u), time_major(delta), A.to(dtype).t().contiguous(), time_major(B), time_major(C), chunk
     ).permute(1, 2, 0)  # (batch, D, L)
     if D is not None:
         y = y + u.to(dtype) * D.to(dtype).unsqueeze(-1)

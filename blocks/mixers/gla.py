@@ -1,0 +1,170 @@
+"""``G``: gated linear attention (GLA), as in Samba's Sliding-GLA baseline.
+
+Samba copies fla's ``GatedLinearAttention`` layer of about June 2024 (samba-facts.md §6.5; Yang et
+al. 2024, "Gated Linear Attention Transformers with Hardware-Efficient Training"): bias-free q, k
+(d -> key_expand*d) and v, g (d -> value_expand*d) projections, no short convolution, a low-rank
+forget gate ``gk = logsigmoid(W2 W1 x + b) / 16``, the per-head recurrence
+``S_t = diag(exp(gk_t)) S_{t-1} + k_t^T v_t``, ``o_t = (q_t / sqrt(d_k)) S_t``, then a per-head
+RMSNorm times ``swish(g)`` and a bias-free ``o_proj``. Heads default to ``d_model // 384`` (4 at
+d=1536: key 768 = 4 x 192, value 1536 = 4 x 384), the paper's "heads = d_m/384, key expansion 0.5".
+Linear layers get fla's own init (xavier-uniform, gain 2^-2.5, zero biases); the model-level
+``init`` may override it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from blocks.mixers.base import ConfigError, Mixer, MixerConfig, linear_flops
+from blocks.ops.gla import kernel, reference
+from blocks.ops.norm import RMSNormSwishGate
+
+__all__ = ["GLAConfig", "GLA"]
+
+NORM_EPS = 1e-5
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(i) for i in range(1, n + 1) if n % i == 0)
+
+
+@dataclasses.dataclass(kw_only=True)
+class GLAConfig(MixerConfig):
+    """Args:
+    heads: number of heads; null takes ``max(1, d_model // 384)``.
+    key_expand: q/k width as a multiple of d_model (key_dim = int(d_model * key_expand)).
+    value_expand: v/g width as a multiple of d_model (value_dim = int(d_model * value_expand)).
+    gate_rank: inner width of the low-rank forget-gate projection.
+    gate_normalizer: the log forget gate is ``logsigmoid(.) / gate_normalizer``.
+    chunk_size: tokens per chunk of the reference path (fla's kernel picks its own).
+    """
+
+    heads: int | None = None
+    key_expand: float = 0.5
+    value_expand: float = 1.0
+    gate_rank: int = 16
+    gate_normalizer: float = 16.0
+    chunk_size: int = 64
+
+    def dims(self, d_model: int) -> tuple[int, int, int]:
+        """``(heads, key_dim, value_dim)`` at width ``d_model``."""
+        heads = self.heads if self.heads is not None else max(1, d_model // 384)
+        return heads, int(d_model * self.key_expand), int(d_model * self.value_expand)
+
+    def validate(self, d_model: int | None = None) -> None:
+        if self.heads is not None and self.heads < 1:
+            raise ConfigError(
+                f"gla: field 'heads' must be a positive int or null (null: max(1, d_model // 384)); got {self.heads!r}"
+            )
+        for name in ("key_expand", "value_expand", "gate_normalizer"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"gla: field {name!r} must be a positive number; got {value!r}")
+        for name in ("gate_rank", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"gla: field {name!r} must be a positive int; got {getattr(self, name)!r}")
+        if d_model is None:
+            return
+        heads, key_dim, value_dim = self.dims(d_model)
+        for name, dim in (("key_expand", key_dim), ("value_expand", value_dim)):
+            if dim < 1:
+                raise ConfigError(
+                    f"gla: field {name!r}={getattr(self, name)!r} gives a width of int(d_model * {name}) = {dim} "
+                    f"at d_model={d_model}; raise {name} to at least {1 / d_model:.3g}"
+                )
+        if key_dim % heads or value_dim % heads:
+            given = f"heads={heads}" if self.heads is not None else f"heads=null (-> {heads})"
+            raise ConfigError(
+                f"gla: field 'heads' must divide key_dim={key_dim} and value_dim={value_dim} at "
+                f"d_model={d_model}; got {given}. Use heads in {{{_divisors(math.gcd(key_dim, value_dim))}}}, "
+                "or change key_expand/value_expand"
+            )
+
+
+class GLA(Mixer):
+    """Gated linear attention. Input and output (B, T, D); per-head state (head_k_dim, head_v_dim)."""
+
+    Config = GLAConfig
+
+    def __init__(self, d_model: int, config: GLAConfig) -> None:
+        super().__init__(d_model, config)
+        self.heads, self.key_dim, self.value_dim = config.dims(d_model)
+        self.head_k_dim = self.key_dim // self.heads
+        self.head_v_dim = self.value_dim // self.heads
+        self.scale = self.head_k_dim**-0.5
+        self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
+        self.k_proj = nn.Linear(d_model, self.key_dim, bias=False)
+        self.v_proj = nn.Linear(d_model, self.value_dim, bias=False)
+        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
+        self.gk_proj = nn.Sequential(
+            nn.Linear(d_model, config.gate_rank, bias=False),
+            nn.Linear(config.gate_rank, self.key_dim, bias=True),
+        )
+        self.g_norm_swish_gate = RMSNormSwishGate(self.head_v_dim, eps=NORM_EPS)
+        self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight, gain=2**-2.5)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    @classmethod
+    def kernel_status(cls) -> str | None:
+        return kernel.kernel_status()
+
+    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        B, T, _ = x.shape
+        H, K, V = self.heads, self.head_k_dim, self.head_v_dim
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        q = self.q_proj(x).view(B, T, H, K)  # (B, T, H, K)
+        k = self.k_proj(x).view(B, T, H, K)
+        v = self.v_proj(x).view(B, T, H, V)  # (B, T, H, V)
+        gk = F.logsigmoid(self.gk_proj(x).to(acc)) / self.config.gate_normalizer
+        return q, k, v, gk.view(B, T, H, K)  # (B, T, H, K)
+
+    def _output(self, o: Tensor, x: Tensor) -> Tensor:
+        B, T, _ = x.shape
+        g = self.g_proj(x).view(B, T, self.heads, self.head_v_dim)  # (B, T, H, V)
+        o = self.g_norm_swish_gate(o, g).reshape(B, T, self.value_dim)  # (B, T, H*V)
+        return self.o_proj(o)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v, gk = self._project(x)
+        if self.diagnostics is not None:
+            self.record("log_forget", gk)
+        op = kernel.chunk_gla if self.backend == "kernel" else reference.chunk_gla
+        o = op(q, k, v, gk, self.scale, self.config.chunk_size)  # (B, T, H, V)
+        return self._output(o, x)
+
+    def naive_forward(self, x: Tensor) -> Tensor:
+        q, k, v, gk = self._project(x)
+        return self._output(reference.recurrent_gla(q, k, v, gk, self.scale), x)
+
+    def state_size(self, seq_len: int) -> int:
+        return self.heads * self.head_k_dim * self.head_v_dim
+
+    def flops(self, seq_len: int) -> int:
+        """Projections, plus per head the chunked form with C = min(chunk_size, seq_len): q.k over the
+        C keys of the chunk (2CK), A.v (2CV), q.S (2KV) and the state update k^T v (2KV); plus ~8 per
+        key channel for the gate (logsigmoid, cumsum, exps, scalings) and ~8 per value channel for the
+        RMSNorm and swish gate.
+        """
+        C = min(self.config.chunk_size, seq_len)
+        K, V = self.head_k_dim, self.head_v_dim
+        proj = linear_flops(self.q_proj, self.k_proj, self.v_proj, self.g_proj, *self.gk_proj, self.o_proj)
+        mix = self.heads * (2 * C * (K + V) + 4 * K * V)
+        return proj + mix + 8 * self.key_dim + 8 * self.value_dim
+
+    def output_projections(self) -> list[nn.Module]:
+        return [self.o_proj]
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, heads={self.heads}, head_k_dim={self.head_k_dim}, "
+            f"head_v_dim={self.head_v_dim}, chunk_size={self.config.chunk_size}"
+        )

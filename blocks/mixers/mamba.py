@@ -1,0 +1,195 @@
+"""``M``: the Mamba-1 mixer (selective SSM), as mamba_ssm's ``Mamba`` (``modules/mamba_simple.py``).
+
+Samba's ``lit_gpt/mamba_simple.py`` is a copy of it (samba-facts.md §6.4): ``in_proj`` d -> 2·d_inner
+split into x and z, causal depthwise conv1d (with bias) + SiLU, ``x_proj`` -> (dt, B, C), ``dt_proj``
++ softplus, selective scan with S4D-real ``A = -exp(A_log)`` and skip ``D``, gate SiLU(z), ``out_proj``.
+Parameter names and shapes equal mamba_ssm's, so state_dicts load into either path. The scan runs on
+``blocks.ops.selective_scan`` (``reference`` or ``kernel``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from blocks.mixers.base import ConfigError, Mixer, MixerConfig, linear_flops
+from blocks.ops.selective_scan import kernel as scan_kernel
+from blocks.ops.selective_scan import reference as scan_reference
+
+__all__ = ["MambaConfig", "Mamba"]
+
+_INSTALL = "pip install mamba-ssm causal-conv1d (CUDA machines; extra 'gpu')"
+
+
+@dataclasses.dataclass(kw_only=True)
+class MambaConfig(MixerConfig):
+    """Args:
+    expand: d_inner = expand · d_model.
+    d_state: SSM state size N per channel.
+    d_conv: causal depthwise convolution width.
+    dt_rank: rank of the Δ projection; ``auto`` = ceil(d_model / 16).
+    dt_min, dt_max: initial Δ is log-uniform in [dt_min, dt_max] ...
+    dt_init_floor: ... and at least this.
+    """
+
+    expand: int = 2
+    d_state: int = 16
+    d_conv: int = 4
+    dt_rank: int | Literal["auto"] = "auto"
+    dt_min: float = 1e-3
+    dt_max: float = 0.1
+    dt_init_floor: float = 1e-4
+
+    def validate(self, d_model: int | None = None) -> None:
+        for name in ("expand", "d_state", "d_conv"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"mamba: field {name!r} must be >= 1; got {value!r}")
+        rank = self.dt_rank
+        if rank != "auto" and (not isinstance(rank, int) or isinstance(rank, bool) or rank < 1):
+            raise ConfigError(f"mamba: field 'dt_rank' must be 'auto' or an int >= 1; got {rank!r}")
+        for name in ("dt_min", "dt_max", "dt_init_floor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"mamba: field {name!r} must be a finite float; got {value!r}")
+        if self.dt_min <= 0:
+            raise ConfigError(f"mamba: field 'dt_min' must be > 0; got {self.dt_min!r}")
+        if self.dt_max <= self.dt_min:
+            raise ConfigError(
+                f"mamba: field 'dt_max' must be > dt_min ({self.dt_min!r}); got {self.dt_max!r}"
+            )
+        if self.dt_init_floor < 0:
+            raise ConfigError(f"mamba: field 'dt_init_floor' must be >= 0; got {self.dt_init_floor!r}")
+        if d_model is not None and d_model < 1:
+            raise ConfigError(f"mamba: d_model must be >= 1; got {d_model!r}")
+
+
+class Mamba(Mixer):
+    """Mamba-1 block mixer. Input and output (B, T, D); causal; state (d_inner, d_state) + conv tail."""
+
+    Config = MambaConfig
+
+    def __init__(self, d_model: int, config: MambaConfig) -> None:
+        super().__init__(d_model, config)
+        self.d_inner = config.expand * d_model
+        self.d_state = config.d_state
+        self.d_conv = config.d_conv
+        self.dt_rank = math.ceil(d_model / 16) if config.dt_rank == "auto" else config.dt_rank
+
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, config.d_conv, groups=self.d_inner, padding=config.d_conv - 1, bias=True
+        )
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * self.d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        std = self.dt_rank**-0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        log_min, log_max = math.log(config.dt_min), math.log(config.dt_max)
+        dt = torch.exp(torch.rand(self.d_inner) * (log_max - log_min) + log_min).clamp(min=config.dt_init_floor)
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.dt_proj.bias._no_reinit = True  # type: ignore[attr-defined]
+
+        A = torch.arange(1, self.d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)  # (d_inner, N)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.D._no_weight_decay = True  # type: ignore[attr-defined]
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+
+    @classmethod
+    def kernel_status(cls) -> str | None:
+        if not torch.cuda.is_available():
+            return f"Mamba kernel path needs a CUDA device and mamba_ssm; none is visible here. {_INSTALL}"
+        try:
+            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn  # noqa: F401
+        except (ImportError, OSError) as err:
+            return f"Mamba kernel path needs mamba_ssm with its CUDA extension ({err}). {_INSTALL}"
+        return None
+
+    def _A(self) -> Tensor:
+        return -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32)))  # (d_inner, N)
+
+    def _delta(self, dt: Tensor) -> Tensor:
+        """softplus(dt_proj(dt)) with the bias added in fp32 (at least), as mamba_ssm's fused kernel does."""
+        acc = torch.promote_types(dt.dtype, torch.float32)
+        return F.softplus(F.linear(dt, self.dt_proj.weight).to(acc) + self.dt_proj.bias.to(acc))
+
+    def _causal_conv(self, x: Tensor) -> Tensor:
+        """``conv1d(x)[..., :T]`` on (B, T, d_inner) as d_conv shifted multiply-adds.
+
+        Same weights as ``self.conv1d``; on CPU this is several times faster than the depthwise conv,
+        whose backward is the slowest op of the whole mixer there.
+        """
+        T, K = x.shape[1], self.d_conv
+        w = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
+        xp = F.pad(x, (0, 0, K - 1, 0))  # (B, T + d_conv - 1, d_inner)
+        out = torch.addcmul(self.conv1d.bias, xp[:, K - 1 :], w[:, K - 1])
+        for k in range(K - 1):
+            out = torch.addcmul(out, xp[:, k : k + T], w[:, k])
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        xs, z = self.in_proj(x).chunk(2, dim=-1)  # (B, T, d_inner) each
+        u = F.silu(self._causal_conv(xs))  # (B, T, d_inner)
+        dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = self._delta(dt).transpose(1, 2)  # (B, d_inner, T)
+        if self.diagnostics is not None:
+            self.record("delta", delta)
+        scan = scan_kernel.selective_scan if self.backend == "kernel" else scan_reference.selective_scan
+        y = scan(
+            u.transpose(1, 2), delta, self._A(), B.transpose(1, 2), C.transpose(1, 2), self.D
+        )  # (B, d_inner, T)
+        y = y.transpose(1, 2) * F.silu(z)  # (B, T, d_inner)
+        return self.out_proj(y)
+
+    def naive_forward(self, x: Tensor) -> Tensor:
+        """The same map with the conv and the SSM run one token at a time, as in mamba_ssm ``Mamba.step``."""
+        batch, T, _ = x.shape
+        xs, z = self.in_proj(x).chunk(2, dim=-1)  # (B, T, d_inner) each
+        w = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
+        A = self._A()
+        conv_state = x.new_zeros(batch, self.d_inner, self.d_conv)
+        h = x.new_zeros(batch, self.d_inner, self.d_state).to(A.dtype)
+        outs = []
+        for t in range(T):
+            conv_state = torch.cat([conv_state[:, :, 1:], xs[:, t, :, None]], dim=-1)
+            u_t = F.silu((conv_state * w).sum(-1) + self.conv1d.bias)  # (B, d_inner)
+            dt, B_t, C_t = self.x_proj(u_t).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+            delta_t = self._delta(dt)  # (B, d_inner)
+            h = torch.exp(delta_t[:, :, None] * A) * h + (delta_t * u_t)[:, :, None] * B_t[:, None, :]
+            y_t = (h * C_t[:, None, :]).sum(-1) + self.D * u_t
+            outs.append(self.out_proj((y_t * F.silu(z[:, t])).to(x.dtype)))
+        return torch.stack(outs, dim=1)
+
+    def state_size(self, seq_len: int) -> int:
+        return self.d_inner * self.d_state + self.d_inner * (self.d_conv - 1)
+
+    def flops(self, seq_len: int) -> int:
+        """Forward FLOPs per token, independent of ``seq_len``.
+
+        Counts the four projections (``linear_flops``), the depthwise conv (2·d_inner·d_conv), the scan
+        at 7 per (channel, state) element (Δ·A, exp, ·B, the two of a·h + b, the two of C·h) and 8 per
+        channel for the elementwise rest (conv bias, SiLU, softplus, Δ·u, D skip (2), SiLU(z), gate).
+        Each activation counts as one FLOP.
+        """
+        return (
+            linear_flops(self.in_proj, self.x_proj, self.dt_proj, self.out_proj)
+            + 2 * self.d_inner * self.d_conv
+            + 7 * self.d_inner * self.d_state
+            + 8 * self.d_inner
+        )
+
+    def output_projections(self) -> list[nn.Module]:
+        return [self.out_proj]
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_model={self.d_model}, d_inner={self.d_inner}, d_state={self.d_state}, d_conv={self.d_conv}, "
+            f"dt_rank={self.dt_rank}, backend={self.backend}"
+        )

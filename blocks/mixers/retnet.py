@@ -1,0 +1,207 @@
+"""``R``: multi-scale retention (RetNet), as in Samba's Sliding-RetNet baseline.
+
+Samba copies fla's ``MultiScaleRetention`` layer of about June 2024 (samba-facts.md §6.5; Sun et al.
+2023, "Retentive Network: A Successor to Transformer for Large Language Models"): bias-free q, k
+(d -> key_expand*d) and v, g (d -> value_expand*d) projections, RoPE (GPT-NeoX half-split, base
+10,000) on q and k over the whole head_qk dim, a fixed decay ``gamma_h = 1 - 2^(-5-h)`` per head,
+scale ``head_k_dim^-0.5``, the recurrence ``S_t = gamma_h S_{t-1} + k_t^T v_t``, ``o_t = q_t S_t``,
+then a per-head RMSNorm times ``swish(g)`` and a bias-free ``o_proj``.
+
+Heads default to ``max(1, d_model // 256)``, i.e. head_qk_dim 256: the paper's "heads = query heads
+/ 2" with attention heads of 128 channels (6 heads of 256/512 at d=1536, 9 at d=2304, as the
+official configs instantiate). Linear layers get fla's own init (xavier-uniform, gain 2^-2.5); the
+model-level ``init`` may override it. RoPE is a private copy here (angles in float32, float64 for
+float64 inputs, computed per call) so that this file depends on no other mixer's ops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import Tensor, nn
+
+from blocks.mixers.base import ConfigError, Mixer, MixerConfig, linear_flops
+from blocks.ops.norm import RMSNormSwishGate
+from blocks.ops.retention import kernel, reference
+
+__all__ = ["RetNetConfig", "RetNet", "retention_log_decay"]
+
+NORM_EPS = 1e-5
+ROPE_BASE = 10000.0
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(i) for i in range(1, n + 1) if n % i == 0)
+
+
+def retention_log_decay(heads: int, device: torch.device | str | None = None) -> Tensor:
+    """``log(1 - 2^(-5-h))`` for h = 0..heads-1, in float64: RetNet's (and fla's) fixed decays."""
+    h = torch.arange(heads, dtype=torch.float64, device=device)
+    return torch.log1p(-torch.exp2(-5.0 - h))
+
+
+def _rope(x: Tensor, base: float = ROPE_BASE) -> Tensor:
+    """Rotate channel i with channel i + D/2 of ``x`` (B, T, H, D) by ``t * base^(-2i/D)``."""
+    _, T, _, D = x.shape
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    inv_freq = base ** (-torch.arange(0, D, 2, device=x.device, dtype=acc) / D)  # (D/2,)
+    angles = torch.outer(torch.arange(T, device=x.device, dtype=acc), inv_freq)  # (T, D/2)
+    cos, sin = angles.cos()[:, None], angles.sin()[:, None]  # (T, 1, D/2)
+    x1, x2 = x.to(acc).chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+
+
+@dataclasses.dataclass(kw_only=True)
+class RetNetConfig(MixerConfig):
+    """Args:
+    heads: number of heads; null takes ``max(1, d_model // 256)`` (head_qk_dim 256, half the
+        attention heads at head size 128: 6 at d=1536, 9 at d=2304).
+    key_expand: q/k width as a multiple of d_model (key_dim = int(d_model * key_expand)).
+    value_expand: v/g width as a multiple of d_model (value_dim = int(d_model * value_expand)).
+    chunk_size: tokens per chunk of the reference path (fla's kernel uses 64).
+    rope: apply RoPE to q and k (needs an even head_k_dim).
+    """
+
+    heads: int | None = None
+    key_expand: float = 1.0
+    value_expand: float = 2.0
+    chunk_size: int = 64
+    rope: bool = True
+
+    def dims(self, d_model: int) -> tuple[int, int, int]:
+        """``(heads, key_dim, value_dim)`` at width ``d_model``."""
+        heads = self.heads if self.heads is not None else max(1, d_model // 256)
+        return heads, int(d_model * self.key_expand), int(d_model * self.value_expand)
+
+    def validate(self, d_model: int | None = None) -> None:
+        if self.heads is not None and self.heads < 1:
+            raise ConfigError(
+                f"retnet: field 'heads' must be a positive int or null (null: max(1, d_model // 256)); "
+                f"got {self.heads!r}"
+            )
+        for name in ("key_expand", "value_expand"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"retnet: field {name!r} must be a positive number; got {value!r}")
+        if self.chunk_size < 1:
+            raise ConfigError(f"retnet: field 'chunk_size' must be a positive int; got {self.chunk_size!r}")
+        if d_model is None:
+            return
+        heads, key_dim, value_dim = self.dims(d_model)
+        for name, dim in (("key_expand", key_dim), ("value_expand", value_dim)):
+            if dim < 1:
+                raise ConfigError(
+                    f"retnet: field {name!r}={getattr(self, name)!r} gives a width of int(d_model * {name}) = "
+                    f"{dim} at d_model={d_model}; raise {name} to at least {1 / d_model:.3g}"
+                )
+        given = f"heads={heads}" if self.heads is not None else f"heads=null (-> {heads})"
+        if key_dim % heads or value_dim % heads:
+            raise ConfigError(
+                f"retnet: field 'heads' must divide key_dim={key_dim} and value_dim={value_dim} at "
+                f"d_model={d_model}; got {given}. Use heads in {{{_divisors(math.gcd(key_dim, value_dim))}}}, "
+                "or change key_expand/value_expand"
+            )
+        if self.rope and (key_dim // heads) % 2:
+            raise ConfigError(
+                f"retnet: field 'rope' needs an even head_k_dim; key_dim={key_dim} / {given} gives "
+                f"{key_dim // heads} at d_model={d_model}. Change heads or key_expand, or set rope=false"
+            )
+
+
+class RetNet(Mixer):
+    """Multi-scale retention. Input and output (B, T, D); per-head state (head_k_dim, head_v_dim)."""
+
+    Config = RetNetConfig
+
+    def __init__(self, d_model: int, config: RetNetConfig) -> None:
+        super().__init__(d_model, config)
+        self.heads, self.key_dim, self.value_dim = config.dims(d_model)
+        self.head_k_dim = self.key_dim // self.heads
+        self.head_v_dim = self.value_dim // self.heads
+        self.scale = self.head_k_dim**-0.5
+        self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
+        self.k_proj = nn.Linear(d_model, self.key_dim, bias=False)
+        self.v_proj = nn.Linear(d_model, self.value_dim, bias=False)
+        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
+        self.g_norm_swish_gate = RMSNormSwishGate(self.head_v_dim, eps=NORM_EPS)
+        self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight, gain=2**-2.5)
+
+    @classmethod
+    def kernel_status(cls) -> str | None:
+        return kernel.kernel_status()
+
+    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        B, T, _ = x.shape
+        H, K, V = self.heads, self.head_k_dim, self.head_v_dim
+        q = self.q_proj(x).view(B, T, H, K)  # (B, T, H, K)
+        k = self.k_proj(x).view(B, T, H, K)
+        v = self.v_proj(x).view(B, T, H, V)  # (B, T, H, V)
+        return q, k, v
+
+    def _log_decay(self, x: Tensor) -> Tensor:
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return retention_log_decay(self.heads, x.device).to(acc)  # (H,)
+
+    def _output(self, o: Tensor, x: Tensor) -> Tensor:
+        B, T, _ = x.shape
+        g = self.g_proj(x).view(B, T, self.heads, self.head_v_dim)  # (B, T, H, V)
+        o = self.g_norm_swish_gate(o, g).reshape(B, T, self.value_dim)  # (B, T, H*V)
+        return self.o_proj(o)
+
+    def forward(self, x: Tensor) -> Tensor:
+        q, k, v = self._project(x)
+        if self.config.rope:
+            q, k = _rope(q), _rope(k)
+        op = kernel.chunk_retention if self.backend == "kernel" else reference.chunk_retention
+        o = op(q, k, v, self._log_decay(x), self.scale, self.config.chunk_size)  # (B, T, H, V)
+        return self._output(o, x)
+
+    def naive_forward(self, x: Tensor) -> Tensor:
+        """Per-token recurrence; RoPE here rotates each (i, i + D/2) pair as a complex number."""
+        q, k, v = self._project(x)
+        if self.config.rope:
+            q, k = self._naive_rope(q), self._naive_rope(k)
+        return self._output(reference.recurrent_retention(q, k, v, self._log_decay(x), self.scale), x)
+
+    @staticmethod
+    def _naive_rope(x: Tensor) -> Tensor:
+        D = x.shape[-1]
+        real = torch.float64 if x.dtype == torch.float64 else torch.float32
+        outs = []
+        for t, x_t in enumerate(x.to(real).unbind(1)):
+            theta = t * ROPE_BASE ** (-torch.arange(0, D, 2, dtype=real, device=x.device) / D)
+            z = torch.complex(x_t[..., : D // 2], x_t[..., D // 2 :]) * torch.polar(
+                torch.ones_like(theta), theta
+            )
+            outs.append(torch.cat([z.real, z.imag], dim=-1))
+        return torch.stack(outs, dim=1).to(x.dtype)  # (B, T, H, D)
+
+    def state_size(self, seq_len: int) -> int:
+        return self.heads * self.head_k_dim * self.head_v_dim
+
+    def flops(self, seq_len: int) -> int:
+        """Projections, RoPE on q and k (3 per channel each), plus per head the chunked form with
+        C = min(chunk_size, seq_len): q.k over the C keys of the chunk (2CK), the decay mask (C), A.v
+        (2CV), q.S (2KV) and the state update k^T v (2KV); plus ~8 per value channel for the RMSNorm
+        and swish gate.
+        """
+        C = min(self.config.chunk_size, seq_len)
+        K, V = self.head_k_dim, self.head_v_dim
+        proj = linear_flops(self.q_proj, self.k_proj, self.v_proj, self.g_proj, self.o_proj)
+        rope = 6 * self.key_dim if self.config.rope else 0
+        mix = self.heads * (2 * C * (K + V) + C + 4 * K * V)
+        return proj + rope + mix + 8 * self.value_dim
+
+    def output_projections(self) -> list[nn.Module]:
+        return [self.o_proj]
+
+    def extra_repr(self) -> str:
+        return (
+            f"{super().extra_repr()}, heads={self.heads}, head_k_dim={self.head_k_dim}, "
+            f"head_v_dim={self.head_v_dim}, rope={self.config.rope}, chunk_size={self.config.chunk_size}"
+        )

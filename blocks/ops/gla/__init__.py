@@ -1,0 +1,1 @@
+"""Gated linear attention: ``reference.chunk_gla`` (pure PyTorch) and ``kernel.chunk_gla`` (fla)."""

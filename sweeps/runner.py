@@ -1,0 +1,281 @@
+"""Ray Tune + Optuna sweeps logged to MLflow: one parent run per sweep, one nested child run per trial.
+
+Wiring follows the checked end-to-end recipe of stack-notes.md §5 and avoids its traps: ``ray.tune``
+APIs only inside the trainable; absolute Ray storage under HYBRIDLAB_HOME/ray; the MLflow URI set
+before ``ray.init`` and again inside each trial; final metrics logged before the final
+``tune.report`` (a stopped trial gets SystemExit inside it); MLflow run ids kept in checkpoints and
+reused on resume; ``fit()`` returning after an interruption is detected by each trial's ``done``
+flag; Optuna storage with one study per sweep name. ASHA-stopped trials are tagged ``pruned``, crashed
+ones ``failed`` with their error, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sweeps.config import ConfigLoadError, RunConfig, apply_dotted, from_plain, to_plain
+from sweeps.space import PATTERN_KEY, SpaceFn
+from sweeps.tracking import (
+    ROLE_TAG,
+    SWEEP_TAG,
+    TRIAL_TAG,
+    MLflowHooks,
+    client,
+    ensure_experiment,
+    finish_run,
+    set_home,
+    start_run,
+    tracking_uri,
+)
+from sweeps.train import Checkpoint, Diverged, run_training
+
+__all__ = ["run_sweep", "SweepOutcome", "SweepExists", "trial_dirname", "trainable"]
+
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"
+
+
+class SweepExists(ConfigLoadError):
+    """A sweep of this name already exists and --resume was not given."""
+
+
+@dataclass
+class SweepOutcome:
+    name: str
+    experiment_id: str
+    parent_run_id: str
+    n_trials: int
+    n_done: int
+    n_errors: int
+    interrupted: bool
+    wall_s: float
+
+
+def trial_dirname(trial: Any) -> str:
+    """Short trial folder names (Ray's default embeds every config value); pickled by reference."""
+    return str(trial.trial_id)
+
+
+def _run_name(pattern: str, trial_id: str) -> str:
+    short = pattern if len(pattern) <= 60 else pattern[:57] + "..."
+    return f"{short} #{trial_id.rsplit('_', 1)[-1]}"
+
+
+class _TuneHooks(MLflowHooks):
+    """Log each evaluation to MLflow first, then report it (with a checkpoint) to Ray Tune."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.last_step = 0
+
+    def on_eval(self, metrics: dict[str, float], step: int, final: bool, checkpoint: Checkpoint) -> None:
+        from ray import tune
+
+        super().on_eval(metrics, step, final, checkpoint)
+        self.last_step = step
+        report = {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+        report["step"] = step
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(checkpoint(), os.path.join(d, STATE_FILE))
+            with open(os.path.join(d, META_FILE), "w") as f:
+                json.dump({"mlflow_run_id": self.run_id, "step": step}, f)
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+
+
+def trainable(sampled: dict[str, Any], base: dict[str, Any], ml: dict[str, str]) -> None:
+    """One Ray Tune trial: merge the sampled keys into the base config, train, log, report."""
+    from ray import tune
+
+    os.environ["HYBRIDLAB_HOME"] = ml["home"]
+    home = Path(ml["home"])
+    c = client(home)
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id()
+    resume_state, run_id = None, None
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            run_id = json.loads(Path(d, META_FILE).read_text())["mlflow_run_id"]
+            resume_state = torch.load(Path(d, STATE_FILE), map_location="cpu", weights_only=False)
+    if run_id is None:
+        prev = c.search_runs(
+            [ml["experiment_id"]], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1
+        )
+        run_id = prev[0].info.run_id if prev else None
+    plain = apply_dotted(base, sampled)
+    fresh = run_id is None
+    if fresh:
+        run_id = start_run(
+            c,
+            ml["experiment_id"],
+            _run_name(str(plain["model"]["pattern"]), trial_id),
+            {ROLE_TAG: "trial", SWEEP_TAG: ml["sweep"], TRIAL_TAG: trial_id, "hybridlab.status": "running"},
+            parent_run_id=ml["parent_run_id"],
+        )
+    hooks = _TuneHooks(c, run_id, plain, log_config_params=fresh)
+    status, error = "failed", None
+    try:
+        cfg = from_plain(plain)
+        cfg.train.progress = "off"
+        run_training(cfg, hooks, resume=resume_state)
+        status = "ok"
+    except SystemExit:
+        status = "ok" if hooks.last_step >= plain["train"]["steps"] else "pruned"
+        raise
+    except Diverged as e:
+        status, error = "diverged", str(e)
+        raise
+    except ConfigLoadError as e:
+        status, error = "failed", f"infeasible config: {e}"
+        raise
+    except BaseException as e:
+        status, error = "failed", "".join(traceback.format_exception_only(type(e), e)).strip()
+        raise
+    finally:
+        finish_run(c, run_id, status, error)
+
+
+def _find_parent(c: Any, exp_id: str) -> str | None:
+    runs = c.search_runs([exp_id], filter_string=f"tags.`{ROLE_TAG}` = 'sweep'", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def _reconcile(c: Any, exp_id: str, parent: str, trial_ids: set[str]) -> int:
+    """Delete child runs of trials Ray no longer knows (started just before a driver crash)."""
+    removed = 0
+    for run in c.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=10000):
+        tid = run.data.tags.get(TRIAL_TAG)
+        if tid is not None and tid not in trial_ids:
+            c.delete_run(run.info.run_id)
+            removed += 1
+    return removed
+
+
+def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, quiet: bool = False) -> SweepOutcome:
+    """Run (or resume) the sweep ``cfg.sweep.name``; returns when every trial is done or on interruption.
+
+    Raises:
+        SweepExists: the sweep exists and ``resume`` is False (the message says how to continue or rename).
+    """
+    t0 = time.perf_counter()
+    home = set_home(cfg.tracking.home)
+    name = cfg.sweep.name
+    storage = home / "ray"
+    exp_dir = storage / name
+    c = client(home)
+    exp_id = ensure_experiment(c, cfg.tracking.experiment or name, home)
+    parent = _find_parent(c, exp_id)
+
+    os.environ.setdefault("RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    can_restore = tune.Tuner.can_restore(str(exp_dir))
+    if not resume and (can_restore or parent is not None):
+        raise SweepExists(
+            f"sweep {name!r} already exists under {home}; continue it with --resume, or start a new one "
+            f"with sweep.name=<new name>"
+        )
+    if resume and not can_restore:
+        raise SweepExists(f"--resume: no sweep {name!r} to resume under {storage}; run it without --resume first")
+    if parent is None:
+        parent = start_run(c, exp_id, name, {ROLE_TAG: "sweep", SWEEP_TAG: name, "hybridlab.status": "running"})
+        from sweeps.tracking import log_config
+
+        log_config(c, parent, to_plain(cfg))
+
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri(home)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    init_kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": not quiet}
+    if address:
+        init_kwargs["address"] = address
+    else:
+        init_kwargs.update(address="local", num_cpus=os.cpu_count(), object_store_memory=100 * 2**20)
+        if cfg.sweep.gpus_per_trial > 0:
+            init_kwargs["num_gpus"] = torch.cuda.device_count()
+    ray.init(**init_kwargs)
+    try:
+        ml = {"home": str(home), "experiment_id": exp_id, "parent_run_id": parent, "sweep": name}
+        plain = to_plain(cfg)
+        resources = {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial}
+        wrapped = tune.with_resources(tune.with_parameters(trainable, base=plain, ml=ml), resources)
+        if resume:
+            tuner = tune.Tuner.restore(str(exp_dir), trainable=wrapped, resume_unfinished=True, resume_errored=False)
+        else:
+            tuner = _new_tuner(cfg, wrapped, home, storage)
+        results = tuner.fit()
+        trial_ids = {r.metrics.get("trial_id") for r in results if r.metrics} | {
+            Path(r.path).name for r in results if r.path
+        }
+        n_done = sum(bool(r.metrics.get("done")) or r.error is not None for r in results)
+        n_errors = len(results.errors)
+        interrupted = len(results) < cfg.sweep.num_samples or n_done < len(results)
+    finally:
+        ray.shutdown()
+    if not interrupted:
+        _reconcile(c, exp_id, parent, {t for t in trial_ids if t})
+        finish_run(c, parent, "ok")
+    return SweepOutcome(name, exp_id, parent, len(results), n_done, n_errors, interrupted, time.perf_counter() - t0)
+
+
+def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
+    import optuna
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    s = cfg.sweep
+    sampler = (
+        optuna.samplers.TPESampler(seed=s.seed) if s.sampler == "tpe" else optuna.samplers.RandomSampler(seed=s.seed)
+    )
+    searcher = OptunaSearch(
+        space=SpaceFn(s.patterns, s.space),
+        metric=s.metric,
+        mode=s.mode,
+        sampler=sampler,
+        storage=optuna.storages.RDBStorage(f"sqlite:///{home / 'optuna.db'}"),
+        study_name=s.name,
+        points_to_evaluate=[{PATTERN_KEY: p} for p in s.patterns] if s.enqueue_patterns and s.patterns else None,
+    )
+    n_evals = math.ceil(cfg.train.steps / cfg.train.eval_every)
+    if s.scheduler == "asha" and n_evals > s.grace_period:
+        scheduler = ASHAScheduler(
+            time_attr="training_iteration", max_t=n_evals, grace_period=s.grace_period, reduction_factor=s.reduction_factor
+        )
+    else:
+        scheduler = FIFOScheduler()
+    return tune.Tuner(
+        wrapped,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent),
+            scheduler=scheduler,
+            metric=s.metric,
+            mode=s.mode,
+            num_samples=s.num_samples,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=s.name,
+            storage_path=str(storage),
+            failure_config=tune.FailureConfig(max_failures=s.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=1,
+        ),
+    )

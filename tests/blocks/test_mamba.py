@@ -1,0 +1,267 @@
+"""Mamba-1 (``M``) specifics: the chunked reference scan against a plain loop, the module against its
+per-token ``naive_forward``, mamba_ssm parameter names and init, Δ diagnostics and config errors.
+
+The generic mixer contract (shapes, causality, registry) is tested in test_mixer_contract.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from blocks.diagnostics import capture
+from blocks.mixers.base import ConfigError, apply_overrides, linear_flops
+from blocks.mixers.mamba import Mamba, MambaConfig
+from blocks.ops.selective_scan import reference
+
+SEED = 42
+ATOL = 1e-9
+
+
+def loop_scan(u, delta, A, B, C, D):
+    """The recurrence one token at a time, through plain autograd (the scan's ground truth)."""
+    h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
+    ys = []
+    for t in range(u.shape[2]):
+        h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]
+        y = (h * C[:, None, :, t]).sum(-1)
+        ys.append(y if D is None else y + D * u[:, :, t])
+    return torch.stack(ys, dim=-1)
+
+
+def scan_inputs(batch, d, L, n, dtype=torch.float64, seed=SEED):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(batch, d, L, generator=g, dtype=dtype)
+    delta = F.softplus(torch.randn(batch, d, L, generator=g, dtype=dtype) - 1.0)
+    A = -torch.exp(torch.randn(d, n, generator=g, dtype=dtype))
+    B = torch.randn(batch, n, L, generator=g, dtype=dtype)
+    C = torch.randn(batch, n, L, generator=g, dtype=dtype)
+    D = torch.randn(d, generator=g, dtype=dtype)
+    return [t.requires_grad_(True) for t in (u, delta, A, B, C, D)]
+
+
+def perturbed(module: Mamba, seed: int = SEED) -> Mamba:
+    """Move every parameter off its init (A_log, D, conv bias are structured there) in float64."""
+    module = module.double()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return module
+
+
+# ---------------------------------------------------------------- the reference scan
+
+
+@pytest.mark.parametrize(
+    ("L", "chunk"),
+    [(37, 8), (37, 32), (64, 32), (1, 32), (5, 32), (37, 1), (2, 1)],
+    ids=lambda v: str(v),
+)
+@pytest.mark.parametrize("with_D", [True, False], ids=["D", "noD"])
+def test_scan_matches_loop(L: int, chunk: int, with_D: bool) -> None:
+    u, delta, A, B, C, D = scan_inputs(2, 6, L, 5)
+    D = D if with_D else None
+    y = reference.selective_scan(u, delta, A, B, C, D, chunk=chunk)
+    y_ref = loop_scan(u, delta, A, B, C, D)
+    torch.testing.assert_close(y, y_ref, atol=ATOL, rtol=0)
+
+    dy = torch.randn_like(y)
+    inputs = [t for t in (u, delta, A, B, C, D) if t is not None]
+    grads = torch.autograd.grad((y * dy).sum(), inputs)
+    grads_ref = torch.autograd.grad((y_ref * dy).sum(), inputs)
+    for name, got, want in zip("u delta A B C D".split(), grads, grads_ref):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0, msg=lambda m, n=name: f"d{n}: {m}")
+
+
+def test_scan_gradcheck() -> None:
+    inputs = scan_inputs(2, 3, 7, 2)
+    assert torch.autograd.gradcheck(lambda *xs: reference.selective_scan(*xs, chunk=3), inputs)
+
+
+def test_scan_noncontiguous_inputs() -> None:
+    u, delta, A, B, C, D = scan_inputs(2, 6, 11, 4)
+    u_t = u.detach().transpose(1, 2).contiguous().transpose(1, 2)  # same values, (B, L, D) storage
+    torch.testing.assert_close(
+        reference.selective_scan(u_t, delta, A, B, C, D), loop_scan(u, delta, A, B, C, D), atol=ATOL, rtol=0
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_scan_low_precision_accumulates_in_fp32(dtype: torch.dtype) -> None:
+    xs64 = scan_inputs(2, 8, 40, 4)
+    xs = [t.detach().to(dtype).requires_grad_(True) for t in xs64]
+    y = reference.selective_scan(*xs)
+    assert y.dtype == dtype
+    y.float().sum().backward()
+    assert all(t.grad is not None and t.grad.dtype == dtype for t in xs)
+    y_ref = loop_scan(*[t.detach().to(dtype).double() for t in xs64])
+    tol = 1e-4 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(y.double(), y_ref, atol=tol * y_ref.abs().max().item(), rtol=tol)
+
+
+# ---------------------------------------------------------------- the module
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        MambaConfig(d_state=5),
+        MambaConfig(expand=1, d_state=3, d_conv=2, dt_rank=3),
+        MambaConfig(d_state=4, d_conv=1),
+    ],
+    ids=["N5", "E1-N3-K2-R3", "N4-K1"],
+)
+@pytest.mark.parametrize("T", [37, 1, 5])
+def test_forward_matches_naive(cfg: MambaConfig, T: int) -> None:
+    torch.manual_seed(SEED)
+    m = perturbed(Mamba(40, cfg))
+    x = torch.randn(2, T, 40, dtype=torch.float64, requires_grad=True)
+    out = m(x)
+    out_naive = m.naive_forward(x)
+    assert out.shape == (2, T, 40)
+    torch.testing.assert_close(out, out_naive, atol=ATOL, rtol=0)
+
+    dy = torch.randn_like(out)
+    params = [x, *m.parameters()]
+    grads = torch.autograd.grad((out * dy).sum(), params)
+    grads_naive = torch.autograd.grad((out_naive * dy).sum(), params)
+    names = ["x", *(n for n, _ in m.named_parameters())]
+    for name, got, want in zip(names, grads, grads_naive):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0, msg=lambda msg, n=name: f"d{n}: {msg}")
+
+
+def test_conv_equals_conv1d_module() -> None:
+    m = perturbed(Mamba(40, MambaConfig(d_conv=3)))
+    x = torch.randn(2, 13, m.d_inner, dtype=torch.float64)
+    want = m.conv1d(x.transpose(1, 2))[..., :13].transpose(1, 2)
+    torch.testing.assert_close(m._causal_conv(x), want, atol=ATOL, rtol=0)
+
+
+MAMBA_SSM_KEYS = {
+    "in_proj.weight": lambda d, di, r, n, k: (2 * di, d),
+    "conv1d.weight": lambda d, di, r, n, k: (di, 1, k),
+    "conv1d.bias": lambda d, di, r, n, k: (di,),
+    "x_proj.weight": lambda d, di, r, n, k: (r + 2 * n, di),
+    "dt_proj.weight": lambda d, di, r, n, k: (di, r),
+    "dt_proj.bias": lambda d, di, r, n, k: (di,),
+    "A_log": lambda d, di, r, n, k: (di, n),
+    "D": lambda d, di, r, n, k: (di,),
+    "out_proj.weight": lambda d, di, r, n, k: (d, di),
+}
+
+
+@pytest.mark.parametrize(("d_model", "dt_rank"), [(40, 3), (1536, 96), (2304, 144)])
+def test_state_dict_matches_mamba_ssm(d_model: int, dt_rank: int) -> None:
+    m = Mamba(d_model, MambaConfig())
+    di, n, k = 2 * d_model, 16, 4
+    assert m.dt_rank == dt_rank  # ceil(d / 16), samba-facts.md §2.2
+    sd = m.state_dict()
+    assert set(sd) == set(MAMBA_SSM_KEYS)
+    for key, shape in MAMBA_SSM_KEYS.items():
+        assert tuple(sd[key].shape) == shape(d_model, di, dt_rank, n, k), key
+    expected = 2 * di * d_model + di * k + di + di * (dt_rank + 2 * n) + dt_rank * di + di + di * n + di + di * d_model
+    assert sum(p.numel() for p in m.parameters()) == expected
+
+
+def test_init() -> None:
+    torch.manual_seed(SEED)
+    cfg = MambaConfig(d_state=7, dt_min=2e-3, dt_max=5e-2)
+    m = Mamba(64, cfg)
+    dt = F.softplus(m.dt_proj.bias.detach().double())
+    assert dt.min() >= cfg.dt_min * (1 - 1e-6) and dt.max() <= cfg.dt_max * (1 + 1e-6)
+    assert dt.std() > 0
+    assert getattr(m.dt_proj.bias, "_no_reinit", False) is True
+    assert m.dt_proj.weight.abs().max() <= m.dt_rank**-0.5
+    torch.testing.assert_close(m.A_log.exp(), torch.arange(1.0, 8.0).repeat(m.d_inner, 1))
+    assert m.A_log.dtype == torch.float32
+    torch.testing.assert_close(m.D.detach(), torch.ones(m.d_inner))
+    assert m.output_projections() == [m.out_proj]
+
+
+def test_dt_init_floor() -> None:
+    m = Mamba(64, MambaConfig(dt_min=1e-6, dt_max=2e-6, dt_init_floor=1e-3))
+    torch.testing.assert_close(F.softplus(m.dt_proj.bias.detach().double()), torch.full((128,), 1e-3, dtype=torch.float64))
+
+
+def test_delta_diagnostics() -> None:
+    m = Mamba(40, MambaConfig(d_state=5))
+    x = torch.randn(2, 37, 40)
+    with capture(m) as cap:
+        out = m(x)
+    (rec,) = cap.get("delta")
+    assert rec.value.shape == (2, m.d_inner, 37)
+    assert (rec.value > 0).all()
+    torch.testing.assert_close(out, m(x))
+    assert m.diagnostics is None
+
+
+def test_state_size_and_flops() -> None:
+    m = Mamba(40, MambaConfig(d_state=5, d_conv=3))
+    di = 80
+    assert m.state_size(1) == m.state_size(4096) == di * 5 + di * 2
+    linear = linear_flops(m.in_proj, m.x_proj, m.dt_proj, m.out_proj)
+    assert m.flops(256) == linear + 2 * di * 3 + 7 * di * 5 + 8 * di
+
+
+def test_kernel_status_names_the_fix() -> None:
+    status = Mamba.kernel_status()
+    if status is not None:
+        assert "pip install mamba-ssm causal-conv1d" in status
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(Mamba.kernel_status() is not None, reason="needs CUDA and mamba_ssm")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_kernel_matches_reference(dtype: torch.dtype) -> None:
+    from blocks.ops.selective_scan import kernel
+
+    xs = [t.detach().cuda() for t in scan_inputs(2, 60, 63, 16, dtype=torch.float32)]
+    xs = [t.to(dtype) if i in (0, 1, 3, 4) else t for i, t in enumerate(xs)]
+    xs_ref = [t.detach().clone().requires_grad_(True) for t in xs]
+    xs_ker = [t.detach().clone().requires_grad_(True) for t in xs]
+    y_ref = reference.selective_scan(*xs_ref)
+    y_ker = kernel.selective_scan(*xs_ker)
+    dy = torch.randn_like(y_ref)
+    (y_ref * dy).sum().backward()
+    (y_ker * dy).sum().backward()
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    scale = y_ref.abs().max().item()
+    torch.testing.assert_close(y_ker.float(), y_ref.float(), atol=tol * scale, rtol=tol)
+    for a, b in zip(xs_ker, xs_ref):
+        torch.testing.assert_close(a.grad.float(), b.grad.float(), atol=tol * b.grad.abs().max().item(), rtol=tol)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("d_state", 0, "field 'd_state' must be >= 1; got 0"),
+        ("expand", -1, "field 'expand' must be >= 1; got -1"),
+        ("d_conv", 0, "field 'd_conv' must be >= 1; got 0"),
+        ("dt_rank", 0, "field 'dt_rank' must be 'auto' or an int >= 1; got 0"),
+        ("dt_rank", "full", "field 'dt_rank' must be 'auto' or an int >= 1; got 'full'"),
+        ("dt_min", 0.0, "field 'dt_min' must be > 0; got 0.0"),
+        ("dt_max", 1e-4, "field 'dt_max' must be > dt_min"),
+        ("dt_min", 0.1, "field 'dt_max' must be > dt_min"),
+        ("dt_init_floor", -1.0, "field 'dt_init_floor' must be >= 0; got -1.0"),
+        ("dt_max", math.inf, "field 'dt_max' must be a finite float"),
+    ],
+)
+def test_config_errors(field: str, value: object, match: str) -> None:
+    cfg = MambaConfig(**{field: value})
+    with pytest.raises(ConfigError, match="^mamba: " + match.replace("(", r"\(")):
+        cfg.validate()
+    with pytest.raises(ConfigError):
+        Mamba(32, cfg)
+
+
+def test_config_overrides() -> None:
+    cfg = apply_overrides(MambaConfig(), {"d_state": 8, "dt_rank": 4}, "model.mixers.M", d_model=64)
+    assert (cfg.d_state, cfg.dt_rank) == (8, 4)
+    with pytest.raises(ConfigError, match="unknown key 'dstate'.*d_state"):
+        apply_overrides(MambaConfig(), {"dstate": 8}, "model.mixers.M")
+    with pytest.raises(ConfigError, match="d_state"):
+        apply_overrides(MambaConfig(), {"d_state": 0}, "model.mixers.M", d_model=64)

@@ -1,0 +1,57 @@
+"""Config loading and validation: every mistake fails before Ray starts, naming the key and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from sweeps.config import ConfigLoadError, RunConfig, from_plain, load_config, packaged_config, to_plain
+
+
+def test_packaged_configs_load() -> None:
+    for name in ("quickstart", "samba_ablation"):
+        cfg = load_config(name)
+        assert isinstance(cfg, RunConfig)
+        assert cfg.sweep.patterns
+    assert packaged_config("quickstart").name == "quickstart.yaml"
+
+
+def test_overrides_apply_on_top_of_the_file() -> None:
+    cfg = load_config("quickstart", ["train.steps=7", "model.mixers.A.window=32", "data.eval_lengths=[128,256]"])
+    assert cfg.train.steps == 7
+    assert cfg.model.mixers["A"]["window"] == 32
+    assert cfg.data.eval_lengths == [128, 256]
+
+
+def test_round_trip_through_plain_dicts() -> None:
+    cfg = load_config("quickstart")
+    assert from_plain(to_plain(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["train.stpes=3"], r"unknown config key 'train.stpes'. Did you mean 'steps'\?"),
+        (["model.d_model=abc"], r"model.d_model: Value 'abc'"),
+        (["train.steps"], r"key=value"),
+        (["model.pattern=M-A[heads=3]", "model.d_model=64"], r"pattern layer 1 \(A\), d_model=64.*heads"),
+        (["model.pattern=M-X"], r"unknown mixer 'X'"),
+        (["model.mixers.A.windw=3"], r"unknown key 'windw'.*Did you mean 'window'"),
+        (["model.mixers.A.window=4096"], r"window=4096 is longer than the longest evaluation length 512"),
+        (["data.eval_lengths=[64,128]"], r"data.eval_lengths must be all >= seq_len \(128\)"),
+        (["data.source=stdlb"], r"Did you mean 'stdlib'"),
+        (["train.precision=fp16"], r"train.precision must be auto, fp32 or bf16"),
+        (["sweep.patterns=[M-F,(A-F]"], r"sweep.patterns\[1\]"),
+        (["sweep.space={train.lrr: {low: 0.001, high: 0.01}}"], r"'train.lrr' is not a config key"),
+        (["sweep.space={train.lr: {low: 0.01, high: 0.001}}"], r"low must be < high"),
+        (["sweep.cpus_per_trial=0"], r"sweep.cpus_per_trial must be > 0"),
+        (["sweep.name=a b"], r"sweep.name must be letters"),
+    ],
+)
+def test_mistakes_are_reported_with_key_and_fix(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigLoadError, match=message):
+        load_config("quickstart", overrides)
+
+
+def test_unknown_config_file() -> None:
+    with pytest.raises(ConfigLoadError, match="neither a file nor a packaged config"):
+        load_config("no_such_config")

@@ -1,0 +1,136 @@
+"""End-to-end sweeps on a real Ray runtime, real Optuna storage and a real MLflow store.
+
+A 4-trial sweep runs to the end and MLflow holds one parent run and one nested child run per trial with
+the design metrics; a sweep whose driver is killed with SIGKILL mid-run resumes with ``--resume`` to
+completion with every trial present exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(600)
+
+CONFIG = """
+model: {pattern: "M-F", d_model: 32, mixers: {A: {window: 16, heads: 2}}}
+data: {source: stdlib, seq_len: 32, eval_lengths: [32, 64], max_bytes: 300000}
+train: {steps: STEPS, batch_size: 4, eval_every: EVERY, log_every: 5, eval_batches: 1, eval_batch_size: 2, lr: 3.0e-3}
+sweep:
+  name: NAME
+  num_samples: 4
+  max_concurrent: 2
+  metric: val/loss
+  scheduler: SCHED
+  patterns: ["M-F", "A-F", "(M|A)-F", "G-F-R-F"]
+  space: {train.lr: {low: 1.0e-3, high: 1.0e-2, log: true}}
+"""
+
+
+def _write(tmp: Path, name: str, steps: int, every: int, sched: str) -> Path:
+    path = tmp / f"{name}.yaml"
+    text = CONFIG.replace("STEPS", str(steps)).replace("EVERY", str(every))
+    path.write_text(text.replace("NAME", name).replace("SCHED", sched))
+    return path
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = dict(os.environ, HYBRIDLAB_HOME=str(home), PYTHONUNBUFFERED="1")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    return env
+
+
+def _children(home: Path, name: str) -> list:
+    from analysis.store import client
+
+    c = client(home)
+    exp = c.get_experiment_by_name(name)
+    return c.search_runs([exp.experiment_id], filter_string="tags.`hybridlab.role` = 'trial'", max_results=100)
+
+
+def test_four_trial_sweep_end_to_end(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cfg = _write(tmp_path, "e2e", steps=10, every=5, sched="asha")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", "sweep", str(cfg)], env=_env(home), capture_output=True, text=True,
+        timeout=500,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "sweep e2e: 4 trials" in proc.stdout
+
+    from analysis.store import client
+
+    c = client(home)
+    exp = c.get_experiment_by_name("e2e")
+    parents = c.search_runs([exp.experiment_id], filter_string="tags.`hybridlab.role` = 'sweep'")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    children = _children(home, "e2e")
+    assert len(children) == 4
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert len({r.data.tags["hybridlab.trial_id"] for r in children}) == 4
+    patterns = {r.data.params["pattern"] for r in children}
+    assert patterns == {"M-F", "A-F", "(M|A)-F", "G-F-R-F"}
+    for r in children:
+        status = r.data.tags["hybridlab.status"]
+        assert status in ("ok", "pruned"), (status, r.data.tags.get("hybridlab.error"))
+        m = r.data.metrics
+        for key in ("train/loss", "val/loss", "val/ppl", "val/ppl_len64", "perf/tokens_per_s", "model/params"):
+            assert key in m, (key, sorted(m))
+        assert r.data.params["layout_hash"] and r.data.params["model.d_model"] == "32"
+        assert r.data.tags["hybridlab.backend.F"] == "reference"
+        assert r.data.tags["hybridlab.sweep"] == "e2e"
+        if status == "ok":
+            assert r.info.status == "FINISHED"
+    attn = [r for r in children if "A" in r.data.params["pattern"]]
+    assert all("entropy/attn/mean" in r.data.metrics for r in attn)
+
+    board = subprocess.run([sys.executable, "-m", "sweeps.cli", "compare", "e2e"], env=_env(home),
+                           capture_output=True, text=True, timeout=120)
+    assert board.returncode == 0 and "(M|A)-F" in board.stdout
+
+
+def _metric_rows(home: Path) -> int:
+    db = home / "mlflow.db"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as con:
+            return con.execute("select count(*) from metrics where key = 'val/loss'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_sigkilled_sweep_resumes_without_losing_or_repeating_trials(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cfg = _write(tmp_path, "resume", steps=60, every=10, sched="fifo")
+    cmd = [sys.executable, "-m", "sweeps.cli", "sweep", str(cfg)]
+    driver = subprocess.Popen(cmd, env=_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    deadline = time.time() + 300
+    while _metric_rows(home) < 3 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+    assert driver.poll() is None, "the sweep finished before it could be interrupted"
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait()
+    time.sleep(3)
+    done_before = [r for r in _children(home, "resume") if r.data.tags.get("hybridlab.status") == "ok"]
+    assert len(done_before) < 4
+
+    proc = subprocess.run([*cmd, "--resume"], env=_env(home), capture_output=True, text=True, timeout=500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    children = _children(home, "resume")
+    trial_ids = [r.data.tags["hybridlab.trial_id"] for r in children]
+    assert len(children) == 4 and len(set(trial_ids)) == 4, trial_ids
+    assert sorted(r.data.params["pattern"] for r in children) == sorted(["M-F", "A-F", "(M|A)-F", "G-F-R-F"])
+    assert all(r.data.tags["hybridlab.status"] == "ok" for r in children)
+    assert all(r.data.metrics.get("val/loss") is not None for r in children)
+
+    again = subprocess.run(cmd, env=_env(home), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "--resume" in again.stderr
