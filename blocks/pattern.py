@@ -26,7 +26,7 @@ import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, NoReturn
 
 from blocks import registry
 from blocks.mixers.base import ConfigError, check_field, field_names
@@ -327,7 +327,7 @@ class _Parser:
         self.text = text
         self.n = len(text)
         self.pos = 0
-        self.table = {}
+        self.table: dict[str, registry.MixerSpec] = {}
         for spec in registry.specs():
             self.table[spec.symbol] = spec
             self.table[spec.name] = spec
@@ -350,7 +350,7 @@ class _Parser:
         items = self.parse_seq(0, [])
         c = self.peek()
         if c != "":
-            raise self.unexpected_after_item(c, in_group=False)
+            self.unexpected(c, in_group=False)
         total = sum(it.size for it in items)
         if total > MAX_LAYERS:
             raise self.error(
@@ -362,28 +362,28 @@ class _Parser:
         self.expand(items, out)
         return Pattern(tuple(out))
 
-    def unexpected_after_item(self, c: str, in_group: bool) -> PatternError:
+    def unexpected(self, c: str, in_group: bool) -> NoReturn:
         col = self.pos
         follow = "'-', ')' or the end of the pattern" if in_group else "'-' or the end of the pattern"
         if c == ")":
-            return self.error("unmatched ')'", col, follow)
+            raise self.error("unmatched ')'", col, follow)
         if c == "|":
-            return self.error(
+            raise self.error(
                 "'|' outside a parallel group",
                 col,
                 f"{follow}; '|' only separates the single tokens of a parallel group such as (M|A)",
             )
         if c == "*":
-            return self.error(
+            raise self.error(
                 "a repetition cannot be repeated again",
                 col,
                 f"{follow}; wrap the item in parentheses to repeat it again, e.g. (M*2)*3",
             )
         if c in _IDENT_START or c == "(":
-            return self.error(f"missing '-' before {c!r}", col, f"'-' between sublayers; {follow}")
-        return self.fail(f"unexpected character {c!r}", col, follow)
+            raise self.error(f"missing '-' before {c!r}", col, f"'-' between sublayers; {follow}")
+        self.fail(f"unexpected character {c!r}", col, follow)
 
-    def fail(self, reason: str, col: int, expected: str) -> Any:
+    def fail(self, reason: str, col: int, expected: str) -> NoReturn:
         """Raise, adding the hybridlab spelling when the text reads as a Megatron hybrid pattern."""
         hint = self.megatron_hint()
         if hint is not None:
@@ -460,18 +460,18 @@ class _Parser:
             )
             if self.text.rstrip().endswith("-"):
                 what = "the pattern ends with '-'"
-            return self.fail(what, start, _SUBLAYER)
+            self.fail(what, start, _SUBLAYER)
         if c in _DIGITS:
-            return self.fail(
+            self.fail(
                 f"a number where a sublayer is expected ({c!r})",
                 start,
                 f"{_SUBLAYER}; counts go after '*', as in M*3",
             )
         if c == ")":
-            return self.fail("')' where a sublayer is expected", start, _SUBLAYER)
+            self.fail("')' where a sublayer is expected", start, _SUBLAYER)
         if c == "-":
-            return self.fail("'-' where a sublayer is expected (two separators in a row?)", start, _SUBLAYER)
-        return self.fail(f"unexpected character {c!r}", start, _SUBLAYER)
+            self.fail("'-' where a sublayer is expected (two separators in a row?)", start, _SUBLAYER)
+        self.fail(f"unexpected character {c!r}", start, _SUBLAYER)
 
     def parse_group(self, depth: int) -> Layer | list[_Item]:
         open_col = self.pos
@@ -507,7 +507,7 @@ class _Parser:
                 "'-' or ')'; a parallel group holds single tokens separated by '|', such as (M|A), "
                 "with no '-' or '*' inside",
             )
-        raise self.unexpected_after_item(c, in_group=True)
+        self.unexpected(c, in_group=True)
 
     def parse_parallel(self, first: Token, open_col: int) -> Layer:
         branches = [first]

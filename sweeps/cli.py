@@ -26,10 +26,17 @@ def _human(n: float, unit: str = "") -> str:
     return f"{n:.0f}{unit}"
 
 
-def _format_params(params: dict | list) -> str:
+def _format_params(symbols: str, params: dict | list) -> str:
+    """The fields that differ from the mixer's defaults (``defaults`` when none do)."""
+    import dataclasses
+
+    from blocks import registry
+
     if isinstance(params, list):
-        return " | ".join(_format_params(p) for p in params)
-    return ", ".join(f"{k}={v}" for k, v in params.items())
+        return " | ".join(_format_params(s, p) for s, p in zip(symbols.split("|"), params, strict=True))
+    defaults = dataclasses.asdict(registry.get(symbols).config())
+    changed = {k: v for k, v in params.items() if defaults.get(k) != v}
+    return ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
 
 
 def cmd_pattern(args: argparse.Namespace) -> int:
@@ -47,14 +54,14 @@ def cmd_pattern(args: argparse.Namespace) -> int:
     print(f"d_model={info['d_model']}  vocab={info['vocab_size']}  seq_len={info['seq_len']}  "
           f"tied={info['tie_embeddings']}")
     print()
-    header = f"{'#':>4}  {'sym':<5} {'mixer':<12} {'params':>10} {'FLOPs/tok':>11} {'state':>10}  config"
+    header = f"{'#':>4}  {'sym':<5} {'mixer':<12} {'params':>10} {'FLOPs/tok':>11} {'state':>10}  config (non-default)"
     print(header)
     print("-" * len(header))
     for layer in info["layers"]:
         print(
             f"{layer['index']:>4}  {layer['symbol']:<5} {layer['mixer']:<12} "
             f"{_human(layer['param_count']):>10} {_human(layer['flops_per_token']):>11} "
-            f"{_human(layer['state_elements']):>10}  {_format_params(layer['params'])}"
+            f"{_human(layer['state_elements']):>10}  {_format_params(layer['symbol'], layer['params'])}"
         )
     print("-" * len(header))
     print(f"parameters:      {info['params']:,} ({_human(info['params'])}; embedding {_human(info['embedding_params'])})")

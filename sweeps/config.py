@@ -10,7 +10,7 @@ sweep's patterns and search space) before anything expensive starts.
 from __future__ import annotations
 
 import difflib
-import importlib.resources
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,9 @@ class RunConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
 class ConfigLoadError(ConfigError):
     """A config file or override is unreadable, unknown, mistyped or impossible."""
 
@@ -115,9 +118,9 @@ class ConfigLoadError(ConfigError):
 def packaged_config(name: str) -> Path:
     """Path of a YAML shipped in ``sweeps/configs`` (``quickstart`` or ``quickstart.yaml``)."""
     fname = name if name.endswith((".yaml", ".yml")) else f"{name}.yaml"
-    path = Path(str(importlib.resources.files("sweeps") / "configs" / fname))
+    path = CONFIG_DIR / fname
     if not path.exists():
-        shipped = sorted(p.name for p in Path(str(importlib.resources.files("sweeps") / "configs")).glob("*.yaml"))
+        shipped = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
         raise ConfigLoadError(f"no packaged config {fname!r}; shipped configs: {', '.join(shipped)}")
     return path
 
@@ -184,6 +187,7 @@ def load_config(path_or_name: str | None = None, overrides: list[str] | None = N
         cfg: RunConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise ConfigLoadError(_omegaconf_message(e, schema)) from None
+    cfg.data.files = [os.path.abspath(os.path.expanduser(g)) for g in cfg.data.files]  # Ray trials run elsewhere
     validate_run_config(cfg)
     return cfg
 

@@ -12,6 +12,7 @@ ones ``failed`` with their error, and the sweep goes on.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -96,6 +97,8 @@ def trainable(sampled: dict[str, Any], base: dict[str, Any], ml: dict[str, str])
     """One Ray Tune trial: merge the sampled keys into the base config, train, log, report."""
     from ray import tune
 
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)
     os.environ["HYBRIDLAB_HOME"] = ml["home"]
     home = Path(ml["home"])
     c = client(home)
@@ -182,9 +185,6 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
     import optuna
     import ray
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     can_restore = tune.Tuner.can_restore(str(exp_dir))
     if not resume and (can_restore or parent is not None):
@@ -241,6 +241,8 @@ def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
+    from sweeps.progress import SweepProgress
+
     s = cfg.sweep
     sampler = (
         optuna.samplers.TPESampler(seed=s.seed) if s.sampler == "tpe" else optuna.samplers.RandomSampler(seed=s.seed)
@@ -276,6 +278,7 @@ def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
             storage_path=str(storage),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=1,
+            callbacks=[SweepProgress(s.num_samples)],
+            verbose=0,
         ),
     )

@@ -70,10 +70,10 @@ def test_scan_matches_loop(L: int, chunk: int, with_D: bool) -> None:
     torch.testing.assert_close(y, y_ref, atol=ATOL, rtol=0)
 
     dy = torch.randn_like(y)
-    inputs = [t for t in (u, delta, A, B, C, D) if t is not None]
-    grads = torch.autograd.grad((y * dy).sum(), inputs)
-    grads_ref = torch.autograd.grad((y_ref * dy).sum(), inputs)
-    for name, got, want in zip("u delta A B C D".split(), grads, grads_ref):
+    named = {k: t for k, t in zip("u delta A B C D".split(), (u, delta, A, B, C, D), strict=True) if t is not None}
+    grads = torch.autograd.grad((y * dy).sum(), list(named.values()))
+    grads_ref = torch.autograd.grad((y_ref * dy).sum(), list(named.values()))
+    for name, got, want in zip(named, grads, grads_ref, strict=True):
         torch.testing.assert_close(got, want, atol=ATOL, rtol=0, msg=lambda m, n=name: f"d{n}: {m}")
 
 
@@ -130,7 +130,7 @@ def test_forward_matches_naive(cfg: MambaConfig, T: int) -> None:
     grads = torch.autograd.grad((out * dy).sum(), params)
     grads_naive = torch.autograd.grad((out_naive * dy).sum(), params)
     names = ["x", *(n for n, _ in m.named_parameters())]
-    for name, got, want in zip(names, grads, grads_naive):
+    for name, got, want in zip(names, grads, grads_naive, strict=True):
         torch.testing.assert_close(got, want, atol=ATOL, rtol=0, msg=lambda msg, n=name: f"d{n}: {msg}")
 
 
@@ -231,7 +231,7 @@ def test_kernel_matches_reference(dtype: torch.dtype) -> None:
     tol = 1e-4 if dtype == torch.float32 else 3e-2
     scale = y_ref.abs().max().item()
     torch.testing.assert_close(y_ker.float(), y_ref.float(), atol=tol * scale, rtol=tol)
-    for a, b in zip(xs_ker, xs_ref):
+    for a, b in zip(xs_ker, xs_ref, strict=True):
         torch.testing.assert_close(a.grad.float(), b.grad.float(), atol=tol * b.grad.abs().max().item(), rtol=tol)
 
 

@@ -78,6 +78,10 @@ def test_sequence_of_names_and_symbols() -> None:
         ("M[dt_rank=auto]", "dt_rank", "auto", str),
         ("M[dt_rank=8]", "dt_rank", 8, int),
         ("F[hidden=256]", "hidden", 256, int),
+        ("G[gate_rank=8]", "gate_rank", 8, int),
+        ("G[key_expand=1]", "key_expand", 1.0, float),
+        ("R[heads=null]", "heads", None, type(None)),
+        ("R[value_expand=0.5]", "value_expand", 0.5, float),
     ],
 )
 def test_param_values_of_each_type(text: str, key: str, value: object, kind: type) -> None:
@@ -363,6 +367,8 @@ ERRORS = [
     ("A[window=-5]", 2, "field 'window' must be a positive int", "w"),
     ("M-F-A[heads=4,kv_heads=3]", 14, "'kv_heads'=3 must divide heads=4", "k"),
     ("M[expand=0]", 2, "field 'expand' must be >= 1", "e"),
+    ("G[key_expand=0]", 2, "field 'key_expand' must be a positive number", "k"),
+    ("R[heads=0]", 2, "field 'heads' must be a positive int or null", "h"),
     ("M2", 0, "unknown mixer 'M2'", "M"),
     ("M*100001", 2, "pattern expands to 100001 sublayers; at most 10000", "1"),
     ("(M-F)*5001", 6, "pattern expands to 10002 sublayers; at most 10000", "5"),

@@ -106,12 +106,23 @@ def kernel_impl(dtype: torch.dtype = torch.bfloat16, head_dim: int = 64) -> str:
 def _compiled_flex() -> tuple[Callable[..., Tensor], Callable[..., Any]]:
     """``flex_attention`` and ``create_block_mask``, each compiled once.
 
-    Static shapes: a new (T, head size, heads, dtype) compiles anew (a training run sees a handful).
-    With dynamic shapes torch 2.11 lowers GQA calls to its flex-decoding kernel, which then fails.
+    Static shapes: a new (T, head size, heads, dtype) compiles anew (a training run sees a handful);
+    dynamic shapes failed to lower in torch 2.11.
     """
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     return torch.compile(flex_attention, dynamic=False), torch.compile(create_block_mask, dynamic=False)
+
+
+@functools.cache
+def _flex_kernel_options() -> dict[str, Any]:
+    """Always the main Triton kernel: for T < 128 inductor would pick flex-decoding, which fails for GQA."""
+    from torch.nn.attention import flex_attention as fa
+
+    options = getattr(fa, "FlexKernelOptions", None)
+    if options is not None and "BACKEND" in getattr(options, "__annotations__", {}):
+        return {"BACKEND": "TRITON"}
+    return {"FORCE_USE_FLEX_ATTENTION": True}
 
 
 @functools.lru_cache(maxsize=32)
@@ -140,7 +151,10 @@ def _flex(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float) -> 
         # FlexAttention's triton kernels need D >= 16; zero channels change neither q.k nor the output.
         pad = (0, _FLEX_MIN_HEAD_DIM - D)
         qh, kh, vh = (torch.nn.functional.pad(t, pad) for t in (qh, kh, vh))  # (B, H|Hkv, T, 16)
-    o = flex_attention(qh, kh, vh, block_mask=block_mask, scale=scale, enable_gqa=kh.shape[1] != H)
+    o = flex_attention(
+        qh, kh, vh, block_mask=block_mask, scale=scale, enable_gqa=kh.shape[1] != H,
+        kernel_options=_flex_kernel_options(),
+    )
     return o[..., :D].transpose(1, 2)  # (B, T, H, D)
 
 
