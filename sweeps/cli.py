@@ -187,6 +187,60 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    from search_space.presets import format_presets_table, presets_table
+
+    rows = presets_table(vocab_size=args.vocab)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(format_presets_table(rows))
+    return 0
+
+
+def _bench_model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from blocks.config import ModelConfig
+
+    if args.preset:
+        from search_space.presets import get_preset
+
+        try:
+            cfg = get_preset(args.preset).model
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        vocab = cfg.vocab_size or args.vocab
+    else:
+        if not args.pattern:
+            raise UserError("bench train needs --preset NAME or --pattern PATTERN (with --d-model)")
+        cfg = ModelConfig(pattern=args.pattern, d_model=args.d_model)
+        vocab = args.vocab
+    return cfg, vocab
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from analysis.bench import bench_train
+
+    cfg, vocab = _bench_model(args)
+    backends = [args.backend]
+    if torch.cuda.is_available() and args.backend != "reference" and not args.no_contrast:
+        backends.append("reference")
+    results = []
+    for backend in backends:
+        r = bench_train(cfg, vocab, args.seq_len, args.batch, backend=backend, steps=args.steps,
+                        warmup=args.warmup, compile_mlp=args.compile)
+        results.append(r.to_dict())
+        if not args.json:
+            mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "n/a"
+            print(f"{r.pattern} ({r.params / 1e6:.1f}M params) on {r.device}, backend {backend} {r.backend}: "
+                  f"{r.tokens_per_s:,.0f} tokens/s, step {r.step_ms:.1f} ms (+-{r.step_ms_std:.1f}), "
+                  f"peak {r.peak_mem_gb:.1f} GB, MFU {mfu}  [batch {r.batch} x {r.seq_len}]")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hybridlab",
@@ -201,6 +255,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seq-len", type=int, default=4096, help="sequence length for FLOPs and state (default 4096)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=cmd_pattern)
+
+    p = sub.add_parser("presets", help="the named presets (the Samba ablation zoo) with parameter counts")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--vocab", type=int, default=None, help="vocabulary for presets without one (tiny-*; default 259)")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("bench", help="throughput and memory per layout")
+    bench = p.add_subparsers(dest="bench_kind", required=True, metavar="KIND")
+    b = bench.add_parser("train", help="training tokens/s, step time, peak memory and MFU")
+    b.add_argument("--preset", help="a named preset, e.g. samba-421m")
+    b.add_argument("--pattern", help="a layer pattern (instead of --preset)")
+    b.add_argument("--d-model", type=int, default=1024)
+    b.add_argument("--vocab", type=int, default=32000)
+    b.add_argument("--seq-len", type=int, default=4096)
+    b.add_argument("--batch", type=int, default=4)
+    b.add_argument("--steps", type=int, default=10)
+    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--backend", default="auto", choices=["auto", "reference", "kernel"])
+    b.add_argument("--no-contrast", action="store_true", help="on CUDA, skip the --backend reference contrast run")
+    b.add_argument("--compile", action="store_true", help="torch.compile the MLP sublayers")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("train", help="one training run, no Ray, logged to MLflow")
     p.add_argument("config", help="a YAML file or a packaged config name (quickstart, samba_ablation)")

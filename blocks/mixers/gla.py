@@ -142,8 +142,22 @@ class GLA(Mixer):
         return self._output(o, x)
 
     def naive_forward(self, x: Tensor) -> Tensor:
-        q, k, v, gk = self._project(x)
-        return self._output(reference.recurrent_gla(q, k, v, gk, self.scale), x)
+        """One token at a time, as in decoding: project x_t, update the state, read it out."""
+        B = x.shape[0]
+        H, K, V = self.heads, self.head_k_dim, self.head_v_dim
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        S = x.new_zeros(B, H, K, V, dtype=acc)
+        outs = []
+        for x_t in x.unbind(1):  # (B, D)
+            q = self.q_proj(x_t).view(B, H, K).to(acc) * self.scale
+            k = self.k_proj(x_t).view(B, H, K).to(acc)
+            v = self.v_proj(x_t).view(B, H, V).to(acc)
+            gk = F.logsigmoid(self.gk_proj(x_t).to(acc)) / self.config.gate_normalizer
+            S = gk.exp().view(B, H, K, 1) * S + k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, K, V)
+            o = (q.unsqueeze(-2) @ S).squeeze(-2).to(x.dtype)  # (B, H, V)
+            g = self.g_proj(x_t).view(B, H, V)
+            outs.append(self.o_proj(self.g_norm_swish_gate(o, g).reshape(B, H * V)))
+        return torch.stack(outs, dim=1)  # (B, T, D)
 
     def state_size(self, seq_len: int) -> int:
         return self.heads * self.head_k_dim * self.head_v_dim

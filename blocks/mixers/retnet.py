@@ -42,15 +42,18 @@ def retention_log_decay(heads: int, device: torch.device | str | None = None) ->
     return torch.log1p(-torch.exp2(-5.0 - h))
 
 
-def _rope(x: Tensor, base: float = ROPE_BASE) -> Tensor:
-    """Rotate channel i with channel i + D/2 of ``x`` (B, T, H, D) by ``t * base^(-2i/D)``."""
-    _, T, _, D = x.shape
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-    inv_freq = base ** (-torch.arange(0, D, 2, device=x.device, dtype=acc) / D)  # (D/2,)
-    angles = torch.outer(torch.arange(T, device=x.device, dtype=acc), inv_freq)  # (T, D/2)
+def _rope(*xs: Tensor, base: float = ROPE_BASE) -> tuple[Tensor, ...]:
+    """Rotate channel i with channel i + D/2 of each ``x`` (B, T, H, D) by ``t * base^(-2i/D)``."""
+    _, T, _, D = xs[0].shape
+    acc = torch.float64 if xs[0].dtype == torch.float64 else torch.float32
+    inv_freq = base ** (-torch.arange(0, D, 2, device=xs[0].device, dtype=acc) / D)  # (D/2,)
+    angles = torch.outer(torch.arange(T, device=xs[0].device, dtype=acc), inv_freq)  # (T, D/2)
     cos, sin = angles.cos()[:, None], angles.sin()[:, None]  # (T, 1, D/2)
-    x1, x2 = x.to(acc).chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+    out = []
+    for x in xs:
+        x1, x2 = x.to(acc).chunk(2, dim=-1)
+        out.append(torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype))
+    return tuple(out)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -156,30 +159,33 @@ class RetNet(Mixer):
     def forward(self, x: Tensor) -> Tensor:
         q, k, v = self._project(x)
         if self.config.rope:
-            q, k = _rope(q), _rope(k)
+            q, k = _rope(q, k)
         op = kernel.chunk_retention if self.backend == "kernel" else reference.chunk_retention
         o = op(q, k, v, self._log_decay(x), self.scale, self.config.chunk_size)  # (B, T, H, V)
         return self._output(o, x)
 
     def naive_forward(self, x: Tensor) -> Tensor:
-        """Per-token recurrence; RoPE here rotates each (i, i + D/2) pair as a complex number."""
-        q, k, v = self._project(x)
-        if self.config.rope:
-            q, k = self._naive_rope(q), self._naive_rope(k)
-        return self._output(reference.recurrent_retention(q, k, v, self._log_decay(x), self.scale), x)
-
-    @staticmethod
-    def _naive_rope(x: Tensor) -> Tensor:
-        D = x.shape[-1]
-        real = torch.float64 if x.dtype == torch.float64 else torch.float32
+        """One token at a time, as in decoding; RoPE rotates each (i, i + D/2) pair as a complex number."""
+        B = x.shape[0]
+        H, K, V = self.heads, self.head_k_dim, self.head_v_dim
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        gamma = retention_log_decay(H, x.device).exp().to(acc).view(H, 1, 1)
+        inv_freq = ROPE_BASE ** (-torch.arange(0, K, 2, dtype=acc, device=x.device) / K)  # (K/2,)
+        S = x.new_zeros(B, H, K, V, dtype=acc)
         outs = []
-        for t, x_t in enumerate(x.to(real).unbind(1)):
-            theta = t * ROPE_BASE ** (-torch.arange(0, D, 2, dtype=real, device=x.device) / D)
-            z = torch.complex(x_t[..., : D // 2], x_t[..., D // 2 :]) * torch.polar(
-                torch.ones_like(theta), theta
-            )
-            outs.append(torch.cat([z.real, z.imag], dim=-1))
-        return torch.stack(outs, dim=1).to(x.dtype)  # (B, T, H, D)
+        for t, x_t in enumerate(x.unbind(1)):  # (B, D)
+            q = self.q_proj(x_t).view(B, H, K).to(acc)
+            k = self.k_proj(x_t).view(B, H, K).to(acc)
+            if self.config.rope:
+                turn = torch.polar(torch.ones_like(inv_freq), t * inv_freq)  # (K/2,)
+                z_q, z_k = (torch.complex(*u.chunk(2, dim=-1)) * turn for u in (q, k))
+                q, k = (torch.cat([z.real, z.imag], dim=-1) for z in (z_q, z_k))  # (B, H, K)
+            v = self.v_proj(x_t).view(B, H, V).to(acc)
+            S = gamma * S + k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, K, V)
+            o = ((q * self.scale).unsqueeze(-2) @ S).squeeze(-2).to(x.dtype)  # (B, H, V)
+            g = self.g_proj(x_t).view(B, H, V)
+            outs.append(self.o_proj(self.g_norm_swish_gate(o, g).reshape(B, H * V)))
+        return torch.stack(outs, dim=1)  # (B, T, D)
 
     def state_size(self, seq_len: int) -> int:
         return self.heads * self.head_k_dim * self.head_v_dim

@@ -147,7 +147,8 @@ class SWA(Mixer):
     def forward(self, x: Tensor) -> Tensor:
         q, k, v = self._qkv(x)
         if self.diagnostics is not None and self.diagnostics.wants("attn_probs"):
-            self.record("attn_probs", reference.attention_probs(q, k, self.window, self.scale))
+            with torch.no_grad():
+                self.record("attn_probs", reference.attention_probs(q, k, self.window, self.scale))
         if self.backend == "kernel":
             o = kernel.attention(q, k, v, self.window, self.scale)
         else:

@@ -49,10 +49,12 @@ def rope_cos_sin(
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate ``x`` (B, T, H, D) by ``cos``/``sin`` (T, D/2), half-split; the result has x's dtype."""
     half = x.shape[-1] // 2
-    xf = x.to(cos.dtype)
-    x1, x2 = xf[..., :half], xf[..., half:]  # (B, T, H, D/2) each
-    c, s = cos[:, None, :], sin[:, None, :]  # (T, 1, D/2)
-    return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1).to(x.dtype)
+    xf = x.to(cos.dtype).unflatten(-1, (2, half))  # (B, T, H, 2, D/2): [x1, x2]
+    c = cos[:, None, None, :]  # (T, 1, 1, D/2)
+    s = torch.stack((-sin, sin), dim=-2)[:, None]  # (T, 1, 2, D/2)
+    # [x1, x2] * cos + [x2, x1] * [-sin, sin] = [x1 cos - x2 sin, x2 cos + x1 sin]; flip has no
+    # zero-filling backward, unlike slicing the halves.
+    return (xf * c + xf.flip(-2) * s).flatten(-2).to(x.dtype)
 
 
 def rope(x: Tensor, base: float = 10000.0, offset: int = 0) -> Tensor:

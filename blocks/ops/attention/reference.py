@@ -83,7 +83,8 @@ def _blocked(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> Tens
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)  # (B, H, T, D)
     nb = -(-T // W)
     pad = nb * W - T
-    q = F.pad(q, (0, 0, 0, pad))  # (B, H, nb*W, D)
+    if pad:
+        q = F.pad(q, (0, 0, 0, pad))  # (B, H, nb*W, D)
     k = F.pad(k, (0, 0, W, pad))  # (B, H, W + nb*W, D)
     v = F.pad(v, (0, 0, W, pad))
     qb = q.reshape(B * H, nb, W, D)
@@ -94,7 +95,8 @@ def _blocked(q: Tensor, k: Tensor, v: Tensor, window: int, scale: float) -> Tens
     mask = ((b > a) & (b <= a + W)).expand(nb, W, 2 * W).clone()  # (nb, W, 2W)
     mask[0, :, :W] = False
     o = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scale)  # (B*H, nb, W, D)
-    return o.reshape(B, H, nb * W, D)[:, :, :T]
+    o = o.reshape(B, H, nb * W, D)
+    return o[:, :, :T] if pad else o
 
 
 def attention_probs(q: Tensor, k: Tensor, window: int | None, scale: float) -> Tensor:

@@ -1,0 +1,129 @@
+"""Training throughput of a layout: tokens/s, step time, peak memory and MFU, on any backend.
+
+One training step is forward, cross-entropy, backward and a fused AdamW step, under bf16 autocast on
+CUDA (fp32 on CPU), timed with CUDA events after warm-up, with no host synchronisation inside the
+timed steps. MFU counts 3x the model's forward FLOPs per token (``HybridLM.flops_per_token``: every
+matrix product, attention scores and values within the window, the scan) against the device's dense
+bf16 peak, which for a Transformer is the usual 6N + attention estimate.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from blocks.config import ModelConfig
+from blocks.model import HybridLM
+
+__all__ = ["BenchResult", "bench_train", "device_peak_flops"]
+
+# Dense bf16 tensor-core peaks (FLOP/s), by substring of torch.cuda.get_device_name().
+_PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "4090": 165e12}
+
+
+def device_peak_flops(device: torch.device) -> float | None:
+    """The dense bf16 peak of ``device`` in FLOP/s, or None when unknown (CPU, other GPUs)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in _PEAKS.items() if k in name), None)
+
+
+@dataclass
+class BenchResult:
+    pattern: str
+    params: int
+    batch: int
+    seq_len: int
+    backend: dict[str, str]
+    device: str
+    tokens_per_s: float
+    step_ms: float
+    step_ms_std: float
+    peak_mem_gb: float
+    flops_per_token_train: float
+    mfu: float | None
+    compiled: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def bench_train(
+    cfg: ModelConfig,
+    vocab_size: int,
+    seq_len: int,
+    batch: int,
+    backend: str = "auto",
+    steps: int = 10,
+    warmup: int = 3,
+    device: str | torch.device | None = None,
+    compile_mlp: bool = False,
+) -> BenchResult:
+    """Time ``steps`` training steps of ``cfg`` after ``warmup`` untimed ones."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(0)
+    model = HybridLM(cfg, vocab_size=vocab_size).to(dev)
+    chosen = model.set_backend(backend, dev)
+    if compile_mlp:
+        for block in model.layers:
+            for m in block.mixers:
+                if m.symbol == "F":
+                    m.forward = torch.compile(m.forward)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=dev.type == "cuda")
+    x = torch.randint(0, vocab_size, (batch, seq_len + 1), device=dev)
+    inp, tgt = x[:, :-1], x[:, 1:]
+    use_bf16 = dev.type == "cuda"
+
+    def step() -> None:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+            loss = model.loss(inp, tgt)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    times = []
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(steps)]
+        for start, end in events:
+            start.record()
+            step()
+            end.record()
+        torch.cuda.synchronize(dev)
+        times = [s.elapsed_time(e) for s, e in events]
+        peak = torch.cuda.max_memory_allocated(dev) / 2**30
+    else:
+        import resource
+
+        for _ in range(steps):
+            t0 = time.perf_counter()
+            step()
+            times.append(1000 * (time.perf_counter() - t0))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    step_ms = statistics.median(times)
+    tps = batch * seq_len / (step_ms / 1000)
+    train_flops = 3.0 * model.flops_per_token(seq_len)
+    peak_flops = device_peak_flops(dev)
+    return BenchResult(
+        pattern=model.pattern.compact,
+        params=model.num_params(),
+        batch=batch,
+        seq_len=seq_len,
+        backend=chosen,
+        device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        tokens_per_s=tps,
+        step_ms=step_ms,
+        step_ms_std=statistics.pstdev(times),
+        peak_mem_gb=peak,
+        flops_per_token_train=train_flops,
+        mfu=(train_flops * tps / peak_flops) if peak_flops else None,
+        compiled=compile_mlp,
+    )
