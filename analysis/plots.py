@@ -31,6 +31,7 @@ from analysis.compare import TrialRow
 __all__ = [
     "LayoutGroup",
     "group_by_layout",
+    "layout_colors",
     "pareto_indices",
     "loss_curves",
     "ppl_vs_length",
@@ -101,6 +102,16 @@ def group_by_layout(rows: Sequence[TrialRow]) -> list[LayoutGroup]:
         g = groups.setdefault((key, finished), LayoutGroup(key, r.pattern, finished))
         g.rows.append(r)
     return list(groups.values())
+
+
+def layout_colors(rows: Sequence[TrialRow]) -> dict[str, str]:
+    """A color per layout key (``layout_hash``, else pattern), in order of first appearance, as the figures use them."""
+    out: dict[str, str] = {}
+    for r in rows:
+        key = r.layout_hash or r.pattern
+        if key not in out:
+            out[key] = _COLORS[len(out) % len(_COLORS)]
+    return out
 
 
 def pareto_indices(points: Sequence[tuple[float, float]], maximize_x: bool = True, minimize_y: bool = True) -> list[int]:
@@ -186,27 +197,36 @@ def _overlap(a: object, b: object) -> float:
 def loss_curves(
     histories: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]],
     keys: Sequence[str] = ("train/loss", "val/loss"),
+    colors: Mapping[str, str] | None = None,
 ) -> Figure:
-    """Loss against step, one panel per metric key, one line per trial (same color in every panel).
+    """Loss against step, one panel per metric key, one line per trial (same style in every panel).
 
     Args:
         histories: trial label -> metric key -> ``[(step, value), ...]`` (one value per step, e.g.
             from ``analysis.report.metric_history``).
         keys: the metric keys, one panel each.
+        colors: trial label -> color (e.g. one per layout, so seeds share it and are told apart by
+            line style); default: one color per trial.
     """
     labels = [k for k, h in histories.items() if any(h.get(key) for key in keys)]
+    styles: dict[str, tuple[str, str]] = {}
+    uses: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        color = (colors or {}).get(label) or _COLORS[i % len(_COLORS)]
+        styles[label] = (color, ("-", "--", ":", "-.")[uses.get(color, 0) % 4])
+        uses[color] = uses.get(color, 0) + 1
     fig = _new_figure(6.2 * len(keys), 4.6 + 0.25 * math.ceil(len(labels) / 3))
     if not labels:
         return _message(fig, "Loss curves", "no trial has logged " + " or ".join(keys))
     axes = fig.subplots(1, len(keys), sharex=True, sharey=True, squeeze=False)[0]
     handles = {}
     for ax, key in zip(axes, keys, strict=True):
-        for i, label in enumerate(labels):
+        for label in labels:
             series = sorted(histories[label].get(key, []))
             if not series:
                 continue
             steps, values = zip(*series, strict=True)
-            (line,) = ax.plot(steps, values, color=_COLORS[i % len(_COLORS)], lw=1.6,
+            (line,) = ax.plot(steps, values, color=styles[label][0], ls=styles[label][1], lw=1.6,
                               marker="o" if len(series) <= 12 else None, ms=3.5, label=_short(label, 44))
             handles.setdefault(label, line)
         ax.set_title(key)
@@ -231,8 +251,9 @@ def ppl_vs_length(rows: Sequence[TrialRow]) -> Figure:
         return _message(fig, "Perplexity vs evaluation length", "no trial has logged val/ppl_len{L} metrics")
     ax = fig.add_subplot()
     lengths = sorted({L for g in groups for r in g.rows for L in r.ppl_at})
+    colors = layout_colors(rows)
     all_y = []
-    for i, g in enumerate(groups):
+    for g in groups:
         xs, ys, es = [], [], []
         for L in lengths:
             m, s = g.mean_std(f"val/ppl_len{L}")
@@ -243,7 +264,7 @@ def ppl_vs_length(rows: Sequence[TrialRow]) -> Figure:
         if not xs:
             continue
         all_y += ys
-        ax.errorbar(xs, ys, yerr=es if g.n > 1 else None, color=_COLORS[i % len(_COLORS)], marker="o", ms=4.5,
+        ax.errorbar(xs, ys, yerr=es if g.n > 1 else None, color=colors[g.key], marker="o", ms=4.5,
                     lw=1.7, capsize=3.5, ls="-" if g.finished else "--", mfc="white" if not g.finished else None,
                     label=g.label)
     train_lengths = sorted({r.seq_len for g in groups for r in g.rows if r.seq_len})
@@ -301,8 +322,7 @@ def entropy_heatmap(rows: Sequence[TrialRow], kind: str = "attn") -> Figure:
     fig = _new_figure(min(3.2 + 0.62 * n_layers, 22) + 1.8, 1.6 + 0.42 * len(groups))
     ax = fig.add_subplot()
     data = np.ma.masked_invalid(np.array(grid, dtype=float))
-    cmap = colormaps["viridis"].copy()
-    cmap.set_bad("#eeeeee")
+    cmap = colormaps["viridis"].with_extremes(bad="#eeeeee")
     im = ax.imshow(data, cmap=cmap, aspect="auto", interpolation="nearest")
     cb = fig.colorbar(im, ax=ax, pad=0.01)
     cb.set_label(unit)

@@ -58,16 +58,26 @@ def pareto_front(rows: Sequence[TrialRow], x: str = "perf/tokens_per_s", y: str 
     return [rows[i] for i in idx]
 
 
+def _trial_label(r: TrialRow, taken: set[str] | dict[str, object]) -> str:
+    label = r.run_name or r.pattern
+    return f"{label} ({r.run_id[:8]})" if label in taken else label
+
+
 def trial_histories(
     client: MlflowClient, rows: Sequence[TrialRow], keys: Sequence[str] = LOSS_KEYS
 ) -> dict[str, dict[str, list[tuple[int, float]]]]:
     """Trial label (run name, else pattern) -> metric key -> deduplicated history, for ``plots.loss_curves``."""
     out: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for r in rows:
-        label = r.run_name or r.pattern
-        if label in out:
-            label = f"{label} ({r.run_id[:8]})"
-        out[label] = {k: metric_history(client, r.run_id, k) for k in keys}
+        out[_trial_label(r, out)] = {k: metric_history(client, r.run_id, k) for k in keys}
+    return out
+
+
+def _trial_colors(rows: Sequence[TrialRow]) -> dict[str, str]:
+    by_layout = plots.layout_colors(rows)
+    out: dict[str, str] = {}
+    for r in rows:
+        out[_trial_label(r, out)] = by_layout[r.layout_hash or r.pattern]
     return out
 
 
@@ -110,7 +120,7 @@ def _sections(table: SweepTable, rows: list[TrialRow], client: MlflowClient) -> 
     return [
         _Section("loss_curves.png", "Loss curves", "Training loss (logged every few steps) and validation loss "
                  "(at each evaluation) per trial, in nats per token, by optimizer step. Values logged twice for one "
-                 "step (after a resume) are shown once, the last written.", plots.loss_curves(trial_histories(client, rows))),
+                 "step (after a resume) are shown once, the last written.", plots.loss_curves(trial_histories(client, rows), colors=_trial_colors(rows))),
         _Section("ppl_vs_length.png", "Perplexity vs evaluation length", f"Validation perplexity over the whole "
                  f"prefix of each evaluation length; the models were trained at {seq_text} tokens (dotted line). "
                  "Lines that stay flat or fall past it extrapolate; lines that rise do not." + seeds + pruned_text,

@@ -58,7 +58,8 @@ def main() -> None:
             m = spec.module(d, cfg)
             shape = (args.batch, args.seq, d)
             ref = fwd_bwd_ms(m.forward, m, shape, args.reps)
-            naive = fwd_bwd_ms(m.naive_forward, m, shape, args.naive_reps, warmup=0)
+            per_token = getattr(m, "step_forward", m.naive_forward)
+            naive = fwd_bwd_ms(per_token, m, shape, args.naive_reps, warmup=0)
             results.append({"mixer": f"{spec.symbol} ({spec.name})", "d_model": d, "reference_ms": ref,
                             "naive_ms": naive, "speedup": naive / ref})
             print(f"d={d} {spec.symbol}: reference {ref:.1f} ms, naive {naive:.1f} ms ({naive / ref:.1f}x)", flush=True)

@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 from blocks.mixers.base import ConfigError, Mixer, MixerConfig, linear_flops
 from blocks.ops.selective_scan import kernel as scan_kernel
@@ -24,6 +25,38 @@ from blocks.ops.selective_scan import reference as scan_reference
 __all__ = ["MambaConfig", "Mamba"]
 
 _INSTALL = "pip install mamba-ssm causal-conv1d (CUDA machines; extra 'gpu')"
+
+
+class _CausalConv(torch.autograd.Function):
+    """Causal depthwise conv on (B, T, D): ``y_t = bias + sum_k w[:, k] * x_{t-K+1+k}``, zero before t = 0.
+
+    Equals ``nn.Conv1d(D, D, K, groups=D, padding=K-1)(x)[..., :T]``. K shifted multiply-adds each way,
+    because on CPU the depthwise ``conv1d`` backward and a padded autograd version are several times
+    slower (the pad and slice backwards allocate full-size zeros).
+    """
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, x: Tensor, w: Tensor, bias: Tensor) -> Tensor:
+        T, K = x.shape[1], w.shape[1]
+        w_t = w.t().contiguous()  # (K, D): contiguous taps vectorise, strided ones do not
+        y = torch.addcmul(bias, x, w_t[K - 1])  # (B, T, D)
+        for j in range(1, min(K, T)):
+            y[:, j:].addcmul_(x[:, : T - j], w_t[K - 1 - j])
+        ctx.save_for_backward(x, w_t)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, dy: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        x, w_t = ctx.saved_tensors
+        T, K = x.shape[1], w_t.shape[0]
+        dx = dy * w_t[K - 1]
+        dw_t = torch.zeros_like(w_t)
+        dw_t[K - 1] = (dy * x).sum(dim=(0, 1))
+        for j in range(1, min(K, T)):
+            dx[:, : T - j].addcmul_(dy[:, j:], w_t[K - 1 - j])
+            dw_t[K - 1 - j] = (dy[:, j:] * x[:, : T - j]).sum(dim=(0, 1))
+        return dx, dw_t.t(), dy.sum(dim=(0, 1))
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -118,21 +151,13 @@ class Mamba(Mixer):
     def _delta(self, dt: Tensor) -> Tensor:
         """softplus(dt_proj(dt)) with the bias added in fp32 (at least), as mamba_ssm's fused kernel does."""
         acc = torch.promote_types(dt.dtype, torch.float32)
+        if dt.dtype == acc:
+            return F.softplus(self.dt_proj(dt))
         return F.softplus(F.linear(dt, self.dt_proj.weight).to(acc) + self.dt_proj.bias.to(acc))
 
     def _causal_conv(self, x: Tensor) -> Tensor:
-        """``conv1d(x)[..., :T]`` on (B, T, d_inner) as d_conv shifted multiply-adds.
-
-        Same weights as ``self.conv1d``; on CPU this is several times faster than the depthwise conv,
-        whose backward is the slowest op of the whole mixer there.
-        """
-        T, K = x.shape[1], self.d_conv
-        w = self.conv1d.weight[:, 0, :]  # (d_inner, d_conv)
-        xp = F.pad(x, (0, 0, K - 1, 0))  # (B, T + d_conv - 1, d_inner)
-        out = torch.addcmul(self.conv1d.bias, xp[:, K - 1 :], w[:, K - 1])
-        for k in range(K - 1):
-            out = torch.addcmul(out, xp[:, k : k + T], w[:, k])
-        return out
+        """``conv1d(x)[..., :T]`` on (B, T, d_inner), with the weights of ``self.conv1d``."""
+        return _CausalConv.apply(x, self.conv1d.weight[:, 0, :], self.conv1d.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # (B, T, d_inner) each
