@@ -50,8 +50,10 @@ def main() -> None:
             tn = min(fwd_bwd_ms(mamba.naive_forward, xn) for _ in range(2))
             tr = min(fwd_bwd_ms(mamba, xn) for _ in range(3))
             scale = args.T / args.naive_T
-            print(f"d={d} B=8 T={args.naive_T}: naive {tn:.1f} ms, reference {tr:.1f} ms (x{tn / tr:.1f}); "
-                  f"naive extrapolated to T={args.T}: {tn * scale:.0f} ms")
+            print(
+                f"d={d} B=8 T={args.naive_T}: naive {tn:.1f} ms, reference {tr:.1f} ms (x{tn / tr:.1f}); "
+                f"naive extrapolated to T={args.T}: {tn * scale:.0f} ms"
+            )
 
 
 if __name__ == "__main__":

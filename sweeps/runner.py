@@ -93,6 +93,16 @@ class _TuneHooks(MLflowHooks):
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
 
 
+def _process_start() -> float:
+    """Wall-clock start of this (trial) process, from /proc; now where /proc is missing."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
 def trainable(sampled: dict[str, Any], base: dict[str, Any], ml: dict[str, str]) -> None:
     """One Ray Tune trial: merge the sampled keys into the base config, train, log, report."""
     from ray import tune
@@ -130,7 +140,7 @@ def trainable(sampled: dict[str, Any], base: dict[str, Any], ml: dict[str, str])
     try:
         cfg = from_plain(plain)
         cfg.train.progress = "off"
-        run_training(cfg, hooks, resume=resume_state)
+        run_training(cfg, hooks, resume=resume_state, origin=_process_start())
         status = "ok"
     except SystemExit:
         status = "ok" if hooks.last_step >= plain["train"]["steps"] else "pruned"

@@ -102,9 +102,12 @@ class _Progress:
 
 
 def run_training(
-    cfg: RunConfig, hooks: Hooks | None = None, resume: dict[str, Any] | None = None
+    cfg: RunConfig, hooks: Hooks | None = None, resume: dict[str, Any] | None = None, origin: float | None = None
 ) -> TrainResult:
     """Train ``cfg`` to ``train.steps``; resume from a ``checkpoint()`` dict when given.
+
+    ``origin`` is the wall-clock time (``time.time()``) the run is counted from for ``perf/startup_s``
+    (start to the end of the first step; a Ray trial passes its process start), default this call.
 
     Raises:
         Diverged: the loss became NaN/inf.
@@ -116,6 +119,8 @@ def run_training(
     hooks = hooks or Hooks()
     t = cfg.train
     t_start = time.perf_counter()
+    origin = time.time() if origin is None else origin
+    startup_s: float | None = None
     if t.threads:
         torch.set_num_threads(t.threads)
     device = resolve_device(t.device)
@@ -200,7 +205,8 @@ def run_training(
         opt.step()
         opt.zero_grad(set_to_none=True)
         done = step + 1
-        is_log = done % t.log_every == 0 or done == t.steps
+        first = startup_s is None
+        is_log = done % t.log_every == 0 or done == t.steps or first
         is_eval = done % t.eval_every == 0 or done == t.steps
         if is_log or is_eval:
             last_loss = loss_sum.item()
@@ -209,6 +215,8 @@ def run_training(
         if device.type == "cuda" and (is_log or is_eval):
             torch.cuda.synchronize(device)
         step_times.append(time.perf_counter() - t0)
+        if first:
+            startup_s = time.time() - origin
         if is_log:
             step_s = _median(step_times[-t.log_every :])
             hooks.on_log(
@@ -218,6 +226,7 @@ def run_training(
                     "train/grad_norm": float(grad_norm),
                     "perf/step_ms": 1000 * step_s,
                     "perf/tokens_per_s": tokens_per_step / step_s,
+                    **({"perf/startup_s": startup_s} if first else {}),
                 },
                 done,
             )

@@ -116,14 +116,21 @@ class Mamba(Mixer):
 
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
         self.conv1d = nn.Conv1d(
-            self.d_inner, self.d_inner, config.d_conv, groups=self.d_inner, padding=config.d_conv - 1, bias=True
+            self.d_inner,
+            self.d_inner,
+            config.d_conv,
+            groups=self.d_inner,
+            padding=config.d_conv - 1,
+            bias=True,
         )
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * self.d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
         std = self.dt_rank**-0.5
         nn.init.uniform_(self.dt_proj.weight, -std, std)
         log_min, log_max = math.log(config.dt_min), math.log(config.dt_max)
-        dt = torch.exp(torch.rand(self.d_inner) * (log_max - log_min) + log_min).clamp(min=config.dt_init_floor)
+        dt = torch.exp(torch.rand(self.d_inner) * (log_max - log_min) + log_min).clamp(
+            min=config.dt_init_floor
+        )
         with torch.no_grad():
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
         self.dt_proj.bias._no_reinit = True  # type: ignore[attr-defined]

@@ -31,6 +31,8 @@ TINY = [
     "train.eval_every=3",
     "train.eval_batches=1",
     "train.eval_batch_size=2",
+    f"sweep.name={SWEEP}",
+    f"tracking.experiment={SWEEP}",
 ]
 TRIALS: list[tuple[str, int]] = [("M-F-A-F", 0), ("A-F", 0), ("A[window=null]-F", 0), ("A-F", 1)]
 

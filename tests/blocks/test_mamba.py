@@ -26,7 +26,10 @@ def loop_scan(u, delta, A, B, C, D):
     h = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
     ys = []
     for t in range(u.shape[2]):
-        h = torch.exp(delta[:, :, t, None] * A) * h + (delta[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]
+        h = (
+            torch.exp(delta[:, :, t, None] * A) * h
+            + (delta[:, :, t] * u[:, :, t])[:, :, None] * B[:, None, :, t]
+        )
         y = (h * C[:, None, :, t]).sum(-1)
         ys.append(y if D is None else y + D * u[:, :, t])
     return torch.stack(ys, dim=-1)
@@ -70,7 +73,9 @@ def test_scan_matches_loop(L: int, chunk: int, with_D: bool) -> None:
     torch.testing.assert_close(y, y_ref, atol=ATOL, rtol=0)
 
     dy = torch.randn_like(y)
-    named = {k: t for k, t in zip("u delta A B C D".split(), (u, delta, A, B, C, D), strict=True) if t is not None}
+    named = {
+        k: t for k, t in zip("u delta A B C D".split(), (u, delta, A, B, C, D), strict=True) if t is not None
+    }
     grads = torch.autograd.grad((y * dy).sum(), list(named.values()))
     grads_ref = torch.autograd.grad((y_ref * dy).sum(), list(named.values()))
     for name, got, want in zip(named, grads, grads_ref, strict=True):
@@ -116,7 +121,12 @@ def test_scan_low_precision_accumulates_in_fp32(dtype: torch.dtype) -> None:
     ids=["N5", "E1-N3-K2-R3", "N4-K1"],
 )
 @pytest.mark.parametrize("T", [37, 1, 5])
-def test_forward_matches_naive(cfg: MambaConfig, T: int) -> None:
+@pytest.mark.parametrize("chunked", [False, True], ids=["chunk-auto", "chunk4"])
+def test_forward_matches_naive(
+    cfg: MambaConfig, T: int, chunked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if chunked:  # auto_chunk gives its minimum, 4: T=37 runs 10 chunks, the last one partial
+        monkeypatch.setattr(reference, "_CHUNK_ELEMENTS", 1)
     torch.manual_seed(SEED)
     m = perturbed(Mamba(40, cfg))
     x = torch.randn(2, T, 40, dtype=torch.float64, requires_grad=True)
@@ -163,7 +173,17 @@ def test_state_dict_matches_mamba_ssm(d_model: int, dt_rank: int) -> None:
     assert set(sd) == set(MAMBA_SSM_KEYS)
     for key, shape in MAMBA_SSM_KEYS.items():
         assert tuple(sd[key].shape) == shape(d_model, di, dt_rank, n, k), key
-    expected = 2 * di * d_model + di * k + di + di * (dt_rank + 2 * n) + dt_rank * di + di + di * n + di + di * d_model
+    expected = (
+        2 * di * d_model
+        + di * k
+        + di
+        + di * (dt_rank + 2 * n)
+        + dt_rank * di
+        + di
+        + di * n
+        + di
+        + di * d_model
+    )
     assert sum(p.numel() for p in m.parameters()) == expected
 
 
@@ -184,7 +204,9 @@ def test_init() -> None:
 
 def test_dt_init_floor() -> None:
     m = Mamba(64, MambaConfig(dt_min=1e-6, dt_max=2e-6, dt_init_floor=1e-3))
-    torch.testing.assert_close(F.softplus(m.dt_proj.bias.detach().double()), torch.full((128,), 1e-3, dtype=torch.float64))
+    torch.testing.assert_close(
+        F.softplus(m.dt_proj.bias.detach().double()), torch.full((128,), 1e-3, dtype=torch.float64)
+    )
 
 
 def test_delta_diagnostics() -> None:
@@ -232,7 +254,9 @@ def test_kernel_matches_reference(dtype: torch.dtype) -> None:
     scale = y_ref.abs().max().item()
     torch.testing.assert_close(y_ker.float(), y_ref.float(), atol=tol * scale, rtol=tol)
     for a, b in zip(xs_ker, xs_ref, strict=True):
-        torch.testing.assert_close(a.grad.float(), b.grad.float(), atol=tol * b.grad.abs().max().item(), rtol=tol)
+        torch.testing.assert_close(
+            a.grad.float(), b.grad.float(), atol=tol * b.grad.abs().max().item(), rtol=tol
+        )
 
 
 @pytest.mark.parametrize(

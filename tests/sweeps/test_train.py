@@ -55,7 +55,8 @@ class Recorder(Hooks):
 def test_logs_the_design_metric_names() -> None:
     rec = Recorder()
     run_training(load_config(None, TINY), rec)
-    assert [s for s, _ in rec.logs] == [2, 4, 6]
+    assert [s for s, _ in rec.logs] == [1, 2, 4, 6]
+    assert "perf/startup_s" in rec.logs[0][1] and all("perf/startup_s" not in m for _, m in rec.logs[1:])
     assert [(s, f) for s, _, f in rec.evals] == [(3, False), (6, True)]
     m = rec.evals[-1][1]
     for key in ["train/loss", "val/loss", "val/ppl", "val/ppl_len32", "val/ppl_len64", "val/ppl_len128",

@@ -58,7 +58,8 @@ def chunk_retention(
     B, T, H, K = q.shape
     V = v.shape[-1]
     C = min(chunk_size, T)
-    q, k, v = (_to_chunks(x.to(acc), C) for x in (q * scale, k, v))
+    q, k, v = (_to_chunks(x.to(acc), C) for x in (q, k, v))
+    q = q * scale
     n = q.shape[2]
     ld = log_decay.to(acc).view(H, 1, 1, 1)
     pos = torch.arange(C, device=q.device, dtype=acc)
