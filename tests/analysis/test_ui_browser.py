@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from analysis.store import client
+
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "docs" / "images"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -93,23 +95,52 @@ def _goto_until(page, url: str, ready, debug: Path, attempts: int = 3) -> None: 
 
 
 def _reveal(page, text: str):  # type: ignore[no-untyped-def]
-    """The element showing exactly ``text``, scrolled into view; scrolls MLflow's virtualized tables to render it."""
+    """The element showing exactly ``text``, brought into view as a user would: the page scrolled to it, or
+    MLflow's virtualized metric table scrolled with the mouse wheel until the row is rendered and inside it.
+    """
     loc = page.get_by_text(text, exact=True)
+    if loc.count() and not loc.first.evaluate("e => !!e.closest('.ReactVirtualized__Grid')"):
+        loc.first.scroll_into_view_if_needed()
+        return loc.first
+    inside = """e => { const g = e.closest('.ReactVirtualized__Grid'), r = e.getBoundingClientRect(),
+                        b = g.getBoundingClientRect(); return r.top >= b.top - 1 && r.bottom <= b.bottom + 1; }"""
     grids = page.locator(".ReactVirtualized__Grid")
     for i in range(grids.count()):
-        if loc.count():
-            break
         grid = grids.nth(i)
+        if grid.evaluate("g => !['auto', 'scroll'].includes(getComputedStyle(g).overflowY)"):
+            continue
         grid.scroll_into_view_if_needed()
-        height = grid.evaluate("g => g.scrollHeight")
-        for top in range(0, height + 150, 150):
-            grid.evaluate("(g, top) => { g.scrollTop = top; }", top)
-            page.wait_for_timeout(60)
-            if loc.count():
-                break
-    first = loc.first
-    first.scroll_into_view_if_needed(timeout=UI_TIMEOUT_MS)
-    return first
+        box = grid.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        for _ in range(80):
+            if loc.count() and loc.first.evaluate(inside):
+                return loc.first
+            before = grid.evaluate("g => g.scrollTop")
+            page.mouse.wheel(0, 90)
+            page.wait_for_timeout(80)
+            if grid.evaluate("g => g.scrollTop") == before:
+                page.mouse.wheel(0, -10_000)
+                page.wait_for_timeout(80)
+                if grid.evaluate("g => g.scrollTop") == before:
+                    break
+    raise AssertionError(f"{text!r} is not shown on {page.url}")
+
+
+def _row_values(name_el) -> list[str]:  # type: ignore[no-untyped-def]
+    """Texts of the value cells drawn on the same row as a metric name (MLflow draws names and values in two grids)."""
+    return name_el.evaluate("""e => {
+        const r = e.getBoundingClientRect(), mid = (r.top + r.bottom) / 2;
+        const own = e.closest('.ReactVirtualized__Grid');
+        const cells = [];
+        for (const g of document.querySelectorAll('.ReactVirtualized__Grid')) {
+            if (g === own) continue;
+            for (const c of g.querySelectorAll('*')) {
+                const b = c.getBoundingClientRect();
+                if (c.children.length === 0 && c.innerText.trim() && b.top <= mid && b.bottom >= mid) cells.push([b.left, c.innerText.trim()]);
+            }
+        }
+        return cells.sort((a, b) => a[0] - b[0]).map(c => c[1]);
+    }""")
 
 
 def test_mlflow_ui_lists_trials_and_compares_two_runs(small_sweep_home, tmp_path) -> None:
@@ -159,10 +190,13 @@ def test_mlflow_ui_lists_trials_and_compares_two_runs(small_sweep_home, tmp_path
                     el = _reveal(page, name)
                     expect(el).to_be_visible()
                     expect(el).to_be_in_viewport()
+                c = client(s.home)
                 for metric in ("entropy/attn/mean", "val/ppl"):
                     el = _reveal(page, metric)
                     expect(el).to_be_visible()
                     expect(el).to_be_in_viewport()
+                    expected = [f"{c.get_run(r).data.metrics[metric]:.4g}" for r in (a, b)]
+                    assert _row_values(el) == expected, metric
                 page.get_by_text("Metrics", exact=True).first.evaluate("e => e.scrollIntoView({block: 'start'})")
                 _reveal(page, "val/ppl")
                 page.screenshot(path=str(IMAGES / "mlflow_compare.png"))

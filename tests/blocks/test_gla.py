@@ -50,7 +50,13 @@ def check_against_recurrence(B, T, H, K, V, chunk_size, gate_shift=0.0, atol=1e-
 
 @pytest.mark.parametrize(
     "B,T,H,K,V,C",
-    [(2, 37, 2, 10, 20, 8), (2, 37, 3, 12, 7, 16), (1, 77, 2, 6, 5, 32), (2, 1, 2, 10, 20, 8), (1, 40, 1, 4, 4, 24)],
+    [
+        (2, 37, 2, 10, 20, 8),
+        (2, 37, 3, 12, 7, 16),
+        (1, 77, 2, 6, 5, 32),
+        (2, 1, 2, 10, 20, 8),
+        (1, 40, 1, 4, 4, 24),
+    ],
     ids=["B2-T37-H2-K10-V20-C8", "B2-T37-H3-K12-V7-C16", "B1-T77-C32", "T1", "B1-T40-C24"],
 )
 def test_chunk_equals_recurrence_values_and_gradients(B, T, H, K, V, C) -> None:
@@ -138,12 +144,20 @@ def test_small_width_defaults_to_one_head() -> None:
     "over,d_model,message",
     [
         ({"heads": 0}, None, r"gla: field 'heads' must be a positive int or null"),
-        ({"heads": 3}, 40, r"gla: field 'heads' must divide key_dim=20 and value_dim=40 at d_model=40; "
-         r"got heads=3\. Use heads in \{1, 2, 4, 5, 10, 20\}"),
+        (
+            {"heads": 3},
+            40,
+            r"gla: field 'heads' must divide key_dim=20 and value_dim=40 at d_model=40; "
+            r"got heads=3\. Use heads in \{1, 2, 4, 5, 10, 20\}",
+        ),
         ({}, 1000 + 384, r"gla: field 'heads' must divide .* got heads=null \(-> 3\)"),
         ({"key_expand": 0.0}, None, r"gla: field 'key_expand' must be a positive number; got 0.0"),
         ({"value_expand": float("nan")}, None, r"gla: field 'value_expand' must be a positive number"),
-        ({"key_expand": 0.01}, 40, r"gla: field 'key_expand'=0.01 gives a width of .* = 0 at d_model=40; raise"),
+        (
+            {"key_expand": 0.01},
+            40,
+            r"gla: field 'key_expand'=0.01 gives a width of .* = 0 at d_model=40; raise",
+        ),
         ({"gate_rank": 0}, None, r"gla: field 'gate_rank' must be a positive int"),
         ({"gate_normalizer": -1.0}, None, r"gla: field 'gate_normalizer' must be a positive number"),
         ({"chunk_size": 0}, None, r"gla: field 'chunk_size' must be a positive int"),

@@ -25,8 +25,10 @@ def check_against_recurrence(B, T, H, K, V, chunk_size, log_decay, atol=1e-9):
     ld = log_decay.clone().requires_grad_()
     w = torch.randn(B, T, H, V, generator=g, dtype=F64)
     results = []
-    for fn in (lambda *a: reference.chunk_retention(*a, K**-0.5, chunk_size),
-               lambda *a: reference.recurrent_retention(*a, K**-0.5)):
+    for fn in (
+        lambda *a: reference.chunk_retention(*a, K**-0.5, chunk_size),
+        lambda *a: reference.recurrent_retention(*a, K**-0.5),
+    ):
         out = fn(q, k, v, ld)
         grads = torch.autograd.grad((out * w).sum(), (q, k, v, ld))
         results.append((out, grads))
@@ -40,7 +42,13 @@ def check_against_recurrence(B, T, H, K, V, chunk_size, log_decay, atol=1e-9):
 
 @pytest.mark.parametrize(
     "B,T,H,K,V,C",
-    [(2, 37, 3, 10, 20, 8), (2, 37, 2, 12, 7, 16), (1, 40, 4, 6, 5, 64), (2, 1, 2, 10, 20, 8), (1, 33, 2, 4, 4, 5)],
+    [
+        (2, 37, 3, 10, 20, 8),
+        (2, 37, 2, 12, 7, 16),
+        (1, 40, 4, 6, 5, 64),
+        (2, 1, 2, 10, 20, 8),
+        (1, 33, 2, 4, 4, 5),
+    ],
     ids=["B2-T37-H3-K10-V20-C8", "B2-T37-H2-K12-V7-C16", "B1-T40-C64", "T1", "B1-T33-C5"],
 )
 def test_chunk_equals_recurrence_values_and_gradients(B, T, H, K, V, C) -> None:
@@ -53,7 +61,9 @@ def test_strong_decay_stays_finite_and_exact() -> None:
 
 def test_fixed_decays() -> None:
     gamma = retention_log_decay(4).exp()
-    torch.testing.assert_close(gamma, torch.tensor([1 - 1 / 32, 1 - 1 / 64, 1 - 1 / 128, 1 - 1 / 256], dtype=F64))
+    torch.testing.assert_close(
+        gamma, torch.tensor([1 - 1 / 32, 1 - 1 / 64, 1 - 1 / 128, 1 - 1 / 256], dtype=F64)
+    )
     # fla 0.6.0 ops/retention/chunk.py, the decay its kernel hard-codes (in float32)
     H = 9
     fla = (1 - 2.0 ** (-5.0 - torch.arange(H, dtype=torch.float))).log()
@@ -68,7 +78,7 @@ def test_rope_is_half_split_and_relative() -> None:
         torch.testing.assert_close(y[0, t, 0], torch.tensor([math.cos(t), 0, math.sin(t), 0], dtype=F64))
     q, k = torch.randn(2, 1, 6, 1, 8, dtype=F64).unbind(0)
     qr, kr = _rope(q, k)
-    dots = (qr[0, :, 0] @ kr[0, :, 0].T)  # (T, T)
+    dots = qr[0, :, 0] @ kr[0, :, 0].T  # (T, T)
     shifted_q, shifted_k = _rope(torch.cat([q[:, :1], q], 1), torch.cat([k[:, :1], k], 1))
     torch.testing.assert_close(shifted_q[0, 1:, 0] @ shifted_k[0, 1:, 0].T, dots)
 
@@ -83,8 +93,13 @@ def randomized(m: torch.nn.Module) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize(
-    "d_model,over", [(40, {"heads": 2, "chunk_size": 8}), (48, {"heads": 4, "chunk_size": 16}),
-                     (48, {"heads": 3, "rope": False, "key_expand": 0.5, "chunk_size": 8}), (40, {})]
+    "d_model,over",
+    [
+        (40, {"heads": 2, "chunk_size": 8}),
+        (48, {"heads": 4, "chunk_size": 16}),
+        (48, {"heads": 3, "rope": False, "key_expand": 0.5, "chunk_size": 8}),
+        (40, {}),
+    ],
 )
 def test_module_forward_equals_naive_forward(d_model: int, over: dict) -> None:
     m = randomized(RetNet(d_model, RetNetConfig(**over)).to(F64))
@@ -120,10 +135,18 @@ def test_samba_default_sizes(d_model: int, heads: int) -> None:
     "over,d_model,message",
     [
         ({"heads": 0}, None, r"retnet: field 'heads' must be a positive int or null"),
-        ({"heads": 3}, 40, r"retnet: field 'heads' must divide key_dim=40 and value_dim=80 at d_model=40; "
-         r"got heads=3\. Use heads in \{1, 2, 4, 5, 8, 10, 20, 40\}"),
-        ({"heads": 8}, 40, r"retnet: field 'rope' needs an even head_k_dim; key_dim=40 / heads=8 gives 5 .*"
-         r"set rope=false"),
+        (
+            {"heads": 3},
+            40,
+            r"retnet: field 'heads' must divide key_dim=40 and value_dim=80 at d_model=40; "
+            r"got heads=3\. Use heads in \{1, 2, 4, 5, 8, 10, 20, 40\}",
+        ),
+        (
+            {"heads": 8},
+            40,
+            r"retnet: field 'rope' needs an even head_k_dim; key_dim=40 / heads=8 gives 5 .*"
+            r"set rope=false",
+        ),
         ({"key_expand": -1.0}, None, r"retnet: field 'key_expand' must be a positive number"),
         ({"value_expand": 0.001}, 40, r"retnet: field 'value_expand'=0.001 gives a width of .* = 0"),
         ({"chunk_size": 0}, None, r"retnet: field 'chunk_size' must be a positive int"),

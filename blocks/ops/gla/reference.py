@@ -22,7 +22,8 @@ meet earlier sub-chunks through ``q_i exp(b_i - b_n)`` and ``k_j exp(b_n - b_j)`
 position of ``I``) and their own sub-chunk through the exact (c, c, K) decay tensor
 ``exp(b_i - b_j)``. There every exponent that is not masked out is <= 0 whenever ``gk <= 0`` and
 masked ones are ``-inf`` before ``exp``, so no gate strength can overflow (strong gates only
-underflow decayed terms to their correct limit, 0). The sub-chunk path costs about 2-5x the fast one.
+underflow decayed terms to their correct limit, 0). The exact path measured 3-8x slower than the
+fast one (B=8, T=512, fwd+bwd, 2 cores).
 """
 
 from __future__ import annotations
@@ -140,8 +141,9 @@ def recurrent_gla(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, scale: float) -> 
     V = v.shape[-1]
     S = q.new_zeros(B, H, K, V, dtype=acc)
     outs = []
-    for q_t, k_t, v_t, g_t in zip(q.to(acc).unbind(1), k.to(acc).unbind(1), v.to(acc).unbind(1),
-                                  gk.to(acc).unbind(1), strict=True):
+    for q_t, k_t, v_t, g_t in zip(
+        q.to(acc).unbind(1), k.to(acc).unbind(1), v.to(acc).unbind(1), gk.to(acc).unbind(1), strict=True
+    ):
         S = g_t.exp().unsqueeze(-1) * S + k_t.unsqueeze(-1) * v_t.unsqueeze(-2)  # (B, H, K, V)
         outs.append(((q_t * scale).unsqueeze(-2) @ S).squeeze(-2))  # (B, H, V)
     return torch.stack(outs, dim=1).to(out_dtype)  # (B, T, H, V)
