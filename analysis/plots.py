@@ -243,7 +243,8 @@ def ppl_vs_length(rows: Sequence[TrialRow]) -> Figure:
     """Validation perplexity at each evaluation length ``val/ppl_len{L}``, one line per layout, log-x.
 
     Seeds of a layout are averaged, with +-1 standard deviation as error bars; pruned layouts are dashed.
-    The dotted vertical line marks the training length.
+    The dotted vertical line marks the training length; the legend lists layouts from the highest
+    perplexity at the longest length to the lowest, the order of the lines' right ends.
     """
     groups = [g for g in group_by_layout(rows) if any(r.ppl_at for r in g.rows)]
     fig = _new_figure(8.6, 5.4)
@@ -252,6 +253,12 @@ def ppl_vs_length(rows: Sequence[TrialRow]) -> Figure:
     ax = fig.add_subplot()
     lengths = sorted({L for g in groups for r in g.rows for L in r.ppl_at})
     colors = layout_colors(rows)
+
+    def last_ppl(g: LayoutGroup) -> float:
+        vals = [m for L in lengths if _finite(m := g.mean_std(f"val/ppl_len{L}")[0])]
+        return vals[-1] if vals else math.inf
+
+    groups.sort(key=last_ppl, reverse=True)
     all_y = []
     for g in groups:
         xs, ys, es = [], [], []
@@ -343,7 +350,8 @@ def entropy_heatmap(rows: Sequence[TrialRow], kind: str = "attn") -> Figure:
     ax.set_yticks(range(len(groups)))
     ax.set_yticklabels([g.label for g, _ in groups], fontsize=9)
     ax.set_xlabel("sublayer index (grey letters: layers of other mixers)")
-    ax.set_title(f"{title} per layer ({unit.rsplit(' ', 1)[-1].strip('()')}, mean over seeds)")
+    seeds = ", mean over seeds" if any(g.n > 1 for g, _ in groups) else ""
+    ax.set_title(f"{title} per layer (nats{seeds})")
     return fig
 
 

@@ -28,7 +28,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from mlflow import MlflowClient
 
-__all__ = ["metric_history", "pareto_front", "trial_histories", "write_report", "REPORT_FILES", "ARTIFACT_DIR"]
+__all__ = [
+    "metric_history",
+    "pareto_front",
+    "pareto_front_by_layout",
+    "trial_histories",
+    "write_report",
+    "REPORT_FILES",
+    "ARTIFACT_DIR",
+]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +113,7 @@ def _pm(mean: float, std: float, n: int, digits: int = 2) -> str:
     return _fmt(mean, digits) + (f" \u00b1 {_fmt(std, digits)}" if n > 1 else "")
 
 
-def _sections(table: SweepTable, rows: list[TrialRow], client: MlflowClient) -> list[_Section]:
+def _sections(rows: list[TrialRow], histories: dict[str, dict[str, list[tuple[int, float]]]]) -> list[_Section]:
     finished = [r for r in rows if r.status in plots.FINISHED]
     front = pareto_front_by_layout(rows)
     seq = sorted({r.seq_len for r in rows if r.seq_len})
@@ -120,7 +128,7 @@ def _sections(table: SweepTable, rows: list[TrialRow], client: MlflowClient) -> 
     return [
         _Section("loss_curves.png", "Loss curves", "Training loss (logged every few steps) and validation loss "
                  "(at each evaluation) per trial, in nats per token, by optimizer step. Values logged twice for one "
-                 "step (after a resume) are shown once, the last written.", plots.loss_curves(trial_histories(client, rows), colors=_trial_colors(rows))),
+                 "step (after a resume) are shown once, the last written.", plots.loss_curves(histories, colors=_trial_colors(rows))),
         _Section("ppl_vs_length.png", "Perplexity vs evaluation length", f"Validation perplexity over the whole "
                  f"prefix of each evaluation length; the models were trained at {seq_text} tokens (dotted line). "
                  "Lines that stay flat or fall past it extrapolate; lines that rise do not." + seeds + pruned_text,
@@ -147,10 +155,10 @@ def pareto_front_by_layout(rows: Sequence[TrialRow], x: str = "perf/tokens_per_s
 
 
 _CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1320px;
        padding: 0 1em; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0 1.5em; }
-th, td { border-bottom: 1px solid #ddd; padding: 4px 10px; text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0 1.5em; } div.wide { overflow-x: auto; }
+th, td { border-bottom: 1px solid #ddd; padding: 4px 8px; text-align: right; white-space: nowrap; }
 th { background: #f4f4f4; } td.l, th.l { text-align: left; }
 tr.pruned td { color: #777; } tr.failed td { color: #a33; }
 figure { margin: 1.5em 0 2.5em; } figure img { max-width: 100%; border: 1px solid #eee; }
@@ -158,23 +166,27 @@ figcaption { max-width: 900px; color: #444; margin-top: 0.4em; } code { backgrou
 """
 
 
-def _leaderboard(table: SweepTable, rows: list[TrialRow], front: set[str]) -> str:
-    lengths = sorted({L for r in rows for L in r.ppl_at})
-    head = ["#", "trial", "pattern", "status", "params", "val/ppl", *(f"ppl@{L}" for L in lengths), "tokens/s",
+def _leaderboard(table: SweepTable, front: set[str], steps: dict[str, int]) -> str:
+    """Every trial of the sweep (failed ones too, their error as a tooltip), best ``val/ppl`` first."""
+    lengths = sorted({L for r in table.rows for L in r.ppl_at})
+    head = ["#", "trial", "status", "steps", "params", "val/ppl", *(f"ppl@{L}" for L in lengths), "tokens/s",
             "attn H", "S6 H", "front"]
-    out = ["<table>", "<tr>" + "".join(f'<th class="l">{h}</th>' if h in ("trial", "pattern", "status") else f"<th>{h}</th>"
-                                          for h in head) + "</tr>"]
-    ordered = table.sorted("val/ppl") if rows is table.rows else sorted(rows, key=lambda r: (math.isnan(r.metric("val/ppl")), r.metric("val/ppl")))
-    for i, r in enumerate(ordered, 1):
+    left = {1, 2}
+    out = ['<div class="wide"><table>',
+           "<tr>" + "".join(f'<th class="l">{h}</th>' if j in left else f"<th>{h}</th>" for j, h in enumerate(head)) + "</tr>"]
+    for i, r in enumerate(table.sorted("val/ppl"), 1):
         on = r.status in plots.FINISHED and r.pattern in front
-        cells = [str(i), html.escape(r.run_name), html.escape(r.pattern), html.escape(r.status),
+        name = html.escape(r.run_name or r.pattern)
+        if r.pattern not in (r.run_name or ""):
+            name += f'<br><small>{html.escape(r.pattern)}</small>'
+        cells = [str(i), name, html.escape(r.status), str(steps[r.run_id]) if r.run_id in steps else "-",
                  _fmt(r.metric("model/params")), _fmt(r.metric("val/ppl")),
                  *(_fmt(r.ppl_at.get(L, math.nan)) for L in lengths), _fmt(r.metric("perf/tokens_per_s"), 0),
                  _fmt(r.metric("entropy/attn/mean")), _fmt(r.metric("entropy/s6/mean")), "\u2605" if on else ""]
         title = f' title="{html.escape(r.error)}"' if r.error else ""
         out.append(f'<tr class="{html.escape(r.status)}"{title}>' + "".join(
-            f'<td class="l">{c}</td>' if j in (1, 2, 3) else f"<td>{c}</td>" for j, c in enumerate(cells)) + "</tr>")
-    out.append("</table>")
+            f'<td class="l">{c}</td>' if j in left else f"<td>{c}</td>" for j, c in enumerate(cells)) + "</tr>")
+    out.append("</table></div>")
     return "\n".join(out)
 
 
@@ -194,7 +206,9 @@ def _layout_table(rows: list[TrialRow]) -> str:
     return "\n".join(out)
 
 
-def _html(table: SweepTable, rows: list[TrialRow], sections: list[_Section], out_dir: Path, front: set[str]) -> str:
+def _html(
+    table: SweepTable, rows: list[TrialRow], sections: list[_Section], out_dir: Path, front: set[str], steps: dict[str, int]
+) -> str:
     counts: dict[str, int] = {}
     for r in table.rows:
         counts[r.status] = counts.get(r.status, 0) + 1
@@ -207,10 +221,11 @@ def _html(table: SweepTable, rows: list[TrialRow], sections: list[_Section], out
         f"<p>{len(table.rows)} trials ({html.escape(status)}); MLflow experiment {html.escape(table.experiment_id)}, "
         f"parent run <code>{html.escape(table.parent_run_id or '-')}</code>; generated {html.escape(when)}.</p>",
         "<h2>Leaderboard</h2>",
-        "<p>Sorted by validation perplexity at the training length; <code>ppl@L</code> is perplexity over a prefix of "
+        "<p>Sorted by validation perplexity at the training length; <code>steps</code> is the last step logged "
+        "(pruned trials stop early); <code>ppl@L</code> is perplexity over a prefix of "
         "L tokens; <code>attn H</code> and <code>S6 H</code> are the mean attention and S6 selection entropies (nats); "
         "\u2605 marks the Pareto front of perplexity against throughput.</p>",
-        _leaderboard(table, rows, front),
+        _leaderboard(table, front, steps),
         _layout_table(rows),
     ]
     for s in sections:
@@ -243,12 +258,15 @@ def write_report(sweep: str | None, out_dir: Path, home: Path | None = None, log
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [r for r in table.rows if r.metrics]
-    sections = _sections(table, rows, c)
+    histories = trial_histories(c, rows)
+    steps = {r.run_id: max(s for h in hist.values() for s, _ in h)
+             for r, hist in zip(rows, histories.values(), strict=True) if any(hist.values())}
+    sections = _sections(rows, histories)
     for s in sections:
-        s.figure.savefig(out_dir / s.file, dpi=110)
+        s.figure.savefig(out_dir / s.file, dpi=110, bbox_inches="tight", pad_inches=0.15)
     front = set(pareto_front_by_layout(rows))
     page = out_dir / "report.html"
-    page.write_text(_html(table, rows, sections, out_dir, front), encoding="utf-8")
+    page.write_text(_html(table, rows, sections, out_dir, front, steps), encoding="utf-8")
     if log_to_mlflow:
         if table.parent_run_id is None:
             log.warning("sweep %r has no parent run; the report was written to %s only", table.name, out_dir)

@@ -10,8 +10,8 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/device.txt"
 python3 -c "import torch, triton, fla, mamba_ssm; print('torch', torch.__version__, 'triton', triton.__version__, 'fla', fla.__version__, 'mamba_ssm', mamba_ssm.__version__)" | tee -a "$OUT/device.txt"
 if [ "${PARITY:-1}" = 1 ]; then
-  HYBRIDLAB_PARITY_JSON=$OUT/parity.json timeout ${PARITY_TIMEOUT:-300} python3 -m pytest -q -p no:cacheprovider \
-    tests/blocks/test_kernel_parity.py -x -m gpu 2>&1 | tee "$OUT/pytest.log" | tail -25
+  HYBRIDLAB_PARITY_JSON=$OUT/parity.jsonl timeout ${PARITY_TIMEOUT:-300} python3 -m pytest -q -p no:cacheprovider \
+    tests/blocks/test_kernel_parity.py -rA -m gpu ${PYTEST_ARGS:-} 2>&1 | tee "$OUT/pytest.log" | tail -25
 fi
 for spec in ${BENCH:-}; do   # e.g. BENCH="samba-421m:4 mamba-432m:4"
   preset=${spec%%:*}; batch=${spec##*:}

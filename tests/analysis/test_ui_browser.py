@@ -94,14 +94,26 @@ def _goto_until(page, url: str, ready, debug: Path, attempts: int = 3) -> None: 
             page.goto("about:blank")
 
 
-def _reveal(page, text: str):  # type: ignore[no-untyped-def]
-    """The element showing exactly ``text``, brought into view as a user would: the page scrolled to it, or
-    MLflow's virtualized metric table scrolled with the mouse wheel until the row is rendered and inside it.
+def _wheel(page, dy: float) -> None:  # type: ignore[no-untyped-def]
+    """Scroll by ``dy`` with the wheel, then nudge -1/+1 pixel: MLflow 3.17.2's compare view moves the metric-name
+    column to the value column's previous scroll position (one scroll event late), so a large step alone leaves
+    names and values misaligned by that step; after the nudge they differ by at most a pixel.
     """
-    loc = page.get_by_text(text, exact=True)
-    if loc.count() and not loc.first.evaluate("e => !!e.closest('.ReactVirtualized__Grid')"):
-        loc.first.scroll_into_view_if_needed()
-        return loc.first
+    for d in (dy, -1, 1):
+        page.mouse.wheel(0, d)
+        page.wait_for_timeout(80)
+
+
+def _reveal(page, text: str, in_table: bool = False):  # type: ignore[no-untyped-def]
+    """The element showing exactly ``text``, brought into view as a user would: the page scrolled to it, or
+    (``in_table``) MLflow's virtualized metric table scrolled with the mouse wheel until the row is rendered
+    and inside the table.
+    """
+    if not in_table:
+        loc = page.get_by_text(text, exact=True).first
+        loc.scroll_into_view_if_needed()
+        return loc
+    loc = page.locator(".ReactVirtualized__Grid").get_by_text(text, exact=True)
     inside = """e => { const g = e.closest('.ReactVirtualized__Grid'), r = e.getBoundingClientRect(),
                         b = g.getBoundingClientRect(); return r.top >= b.top - 1 && r.bottom <= b.bottom + 1; }"""
     grids = page.locator(".ReactVirtualized__Grid")
@@ -116,11 +128,9 @@ def _reveal(page, text: str):  # type: ignore[no-untyped-def]
             if loc.count() and loc.first.evaluate(inside):
                 return loc.first
             before = grid.evaluate("g => g.scrollTop")
-            page.mouse.wheel(0, 90)
-            page.wait_for_timeout(80)
+            _wheel(page, 90)
             if grid.evaluate("g => g.scrollTop") == before:
-                page.mouse.wheel(0, -10_000)
-                page.wait_for_timeout(80)
+                _wheel(page, -10_000)
                 if grid.evaluate("g => g.scrollTop") == before:
                     break
     raise AssertionError(f"{text!r} is not shown on {page.url}")
@@ -192,13 +202,16 @@ def test_mlflow_ui_lists_trials_and_compares_two_runs(small_sweep_home, tmp_path
                     expect(el).to_be_in_viewport()
                 c = client(s.home)
                 for metric in ("entropy/attn/mean", "val/ppl"):
-                    el = _reveal(page, metric)
+                    el = _reveal(page, metric, in_table=True)
                     expect(el).to_be_visible()
                     expect(el).to_be_in_viewport()
                     expected = [f"{c.get_run(r).data.metrics[metric]:.4g}" for r in (a, b)]
                     assert _row_values(el) == expected, metric
-                page.get_by_text("Metrics", exact=True).first.evaluate("e => e.scrollIntoView({block: 'start'})")
-                _reveal(page, "val/ppl")
+                for section in ("Visualizations", "Parameters", "Tags"):
+                    page.get_by_text(section, exact=True).first.click()
+                page.get_by_text("Run details", exact=True).first.evaluate("e => e.scrollIntoView({block: 'start'})")
+                el = _reveal(page, "val/ppl", in_table=True)
+                assert _row_values(el) == [f"{c.get_run(r).data.metrics['val/ppl']:.4g}" for r in (a, b)]
                 page.screenshot(path=str(IMAGES / "mlflow_compare.png"))
             finally:
                 browser.close()

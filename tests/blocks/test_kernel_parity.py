@@ -5,7 +5,7 @@ path in fp32 (the ground truth) and on the ``kernel`` path in the case's dtype, 
 and input, and compares the output and the gradients of the input and of every parameter by the
 relative RMS error (fla's ``assert_close`` ratio) and the max abs error. Odd shapes throughout: T not a
 multiple of any chunk or block size, a window larger than T, GQA and MQA. Set HYBRIDLAB_PARITY_JSON to
-a path to record every comparison (docs/BENCHMARKS.md quotes that file).
+a path to append every comparison as a JSON line (docs/BENCHMARKS.md quotes that file).
 """
 
 from __future__ import annotations
@@ -40,6 +40,14 @@ CASES = [
 # bf16 kernels round inputs and intermediates to 8 mantissa bits.
 TOL = {torch.float32: 2e-3, torch.bfloat16: 3e-2}
 RECORDS: list[dict] = []
+
+
+def _record(entry: dict) -> None:
+    RECORDS.append(entry)
+    path = os.environ.get("HYBRIDLAB_PARITY_JSON")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
 
 
 def _rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -79,7 +87,7 @@ def test_kernel_matches_reference(case: str, symbol: str, d_model: int, over: di
     failures = []
     for name, a, b in [("output", y_ker, y_ref)] + [(f"grad {n}", g_ker[n], g_ref[n]) for n in g_ref]:
         err = _rel_rms(a, b)
-        RECORDS.append({"case": case, "dtype": str(dtype).split(".")[-1], "tensor": name, "rel_rms": err,
+        _record({"case": case, "dtype": str(dtype).split(".")[-1], "tensor": name, "rel_rms": err,
                         "max_abs": (a - b).abs().max().item()})
         if not err <= TOL[dtype]:
             failures.append(f"{name}: rel RMS {err:.2e} > {TOL[dtype]:.0e}")
@@ -106,14 +114,5 @@ def test_weights_trained_on_cpu_give_the_same_loss_on_the_gpu_kernels() -> None:
     backends = gpu.set_backend("auto", "cuda")
     with torch.no_grad():
         gpu_loss = gpu.loss(batch[:, :-1].cuda(), batch[:, 1:].cuda()).item()
-    RECORDS.append({"case": "portability", "backends": backends, "cpu_loss": cpu_loss, "gpu_loss": gpu_loss})
+    _record({"case": "portability", "backends": backends, "cpu_loss": cpu_loss, "gpu_loss": gpu_loss})
     assert abs(gpu_loss - cpu_loss) < 1e-3 * abs(cpu_loss), (cpu_loss, gpu_loss, backends)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _dump_records():
-    yield
-    path = os.environ.get("HYBRIDLAB_PARITY_JSON")
-    if path and RECORDS:
-        with open(path, "w") as f:
-            json.dump(RECORDS, f, indent=1)

@@ -7,6 +7,8 @@ The generic mixer contract (shapes, causality, registry) is tested in test_mixer
 from __future__ import annotations
 
 import math
+import sys
+import types
 
 import pytest
 import torch
@@ -233,6 +235,50 @@ def test_kernel_status_names_the_fix() -> None:
     status = Mamba.kernel_status()
     if status is not None:
         assert "pip install mamba-ssm causal-conv1d" in status
+
+
+@pytest.fixture
+def fake_mamba_ssm(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """A stand-in ``mamba_ssm.ops.selective_scan_interface`` on CPU that checks the kernel's argument
+    contract (one dtype for u, delta, B, C; fp32 A and D; no fused extras) and runs the reference."""
+    calls: list[dict] = []
+
+    def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
+        assert z is None and delta_bias is None and delta_softplus is False
+        assert u.dtype == delta.dtype == B.dtype == C.dtype and u.dtype != torch.float64
+        assert A.dtype == torch.float32 and (D is None or D.dtype == torch.float32)
+        calls.append({"dtype": u.dtype})
+        return reference.selective_scan(u, delta, A, B, C, D).to(u.dtype)
+
+    names = ["mamba_ssm", "mamba_ssm.ops", "mamba_ssm.ops.selective_scan_interface"]
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    sys.modules[names[-1]].selective_scan_fn = selective_scan_fn
+    return calls
+
+
+def test_kernel_wrapper_contract(fake_mamba_ssm: list[dict]) -> None:
+    from blocks.ops.selective_scan import kernel
+
+    xs = [t.detach() for t in scan_inputs(2, 6, 9, 4)]
+    torch.testing.assert_close(
+        kernel.selective_scan(*xs), reference.selective_scan(*xs), atol=1e-5, rtol=1e-5
+    )
+    u_bf16 = xs[0].to(torch.bfloat16)
+    y = kernel.selective_scan(u_bf16, xs[1].float(), *xs[2:])
+    assert y.dtype == torch.bfloat16
+    assert [c["dtype"] for c in fake_mamba_ssm] == [
+        torch.float32,
+        torch.float32,
+    ]  # delta is never rounded down
+
+    torch.manual_seed(SEED)
+    m = Mamba(40, MambaConfig(d_state=5))
+    x = torch.randn(2, 11, 40)
+    want = m(x)
+    m.set_backend("kernel")
+    torch.testing.assert_close(m(x), want, atol=1e-5, rtol=1e-5)
+    assert len(fake_mamba_ssm) == 3
 
 
 @pytest.mark.gpu

@@ -1,7 +1,9 @@
 """The Mamba-1 selective scan on mamba_ssm's CUDA kernel (``selective_scan_fn``), imported lazily.
 
 Same signature and layout as ``reference.selective_scan``. The kernel takes u, delta, B and C in one
-dtype (fp32, fp16 or bf16) and A, D in fp32; fp64 inputs run in fp32 and are cast back.
+dtype (fp32, fp16 or bf16) and A, D in fp32. When u and delta differ in dtype (the mixer keeps delta in
+fp32 under bf16, as mamba_ssm adds the delta bias in fp32) or are fp64, the scan runs in fp32 rather than
+rounding delta down; the output is cast back to u's dtype.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def selective_scan(
     """
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
-    dtype = u.dtype if u.dtype in _KERNEL_DTYPES else torch.float32
+    same = u.dtype == delta.dtype and u.dtype in _KERNEL_DTYPES
+    dtype = u.dtype if same else torch.float32  # the kernel takes one dtype for u, delta, B, C
     y = selective_scan_fn(
         u.to(dtype),
         delta.to(dtype),

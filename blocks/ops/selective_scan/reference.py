@@ -45,14 +45,24 @@ def auto_chunk(batch: int, d_inner: int, d_state: int) -> int:
 
 
 def _chunk_states(
-    u: Tensor, delta: Tensor, A2_t: Tensor, B: Tensor, h0: Tensor, a: Tensor, h: Tensor, du: Tensor
+    u: Tensor,
+    delta: Tensor,
+    A2_t: Tensor,
+    B: Tensor,
+    h0: Tensor,
+    a: Tensor,
+    h: Tensor,
+    du: Tensor,
+    a_steps: tuple[Tensor, ...],
+    h_steps: tuple[Tensor, ...],
 ) -> None:
     """Fill ``a`` with exp(delta A) and ``h`` with the states h_{s-1}..h_{e-1} of one chunk, in place.
 
     u, delta: (c, batch, D); A2_t: A·log2(e), (N, D); B: (c, batch, N); h0: (batch, N, D);
     a: (c, batch, N, D); h: (c + 1, batch, N, D), ``h[0] = h0`` on return; du: (c, batch, D), gets
-    delta * u. ``exp2`` is used because it is about twice as fast as ``exp`` on CPU, and this is the
-    scan's largest op.
+    delta * u; a_steps, h_steps: ``unbind(0)`` of the full buffers behind ``a`` and ``h`` (made once per
+    call: indexing per step costs more than the step's addcmul saves). ``exp2`` is used because it is
+    about twice as fast as ``exp`` on CPU, and this is the scan's largest op.
     """
     torch.mul(delta.unsqueeze(2), A2_t, out=a)
     a.exp2_()
@@ -60,7 +70,7 @@ def _chunk_states(
     torch.mul(du.unsqueeze(2), B.unsqueeze(-1), out=h[1:])
     h[0].copy_(h0)
     for i in range(a.shape[0]):
-        h[i + 1].addcmul_(a[i], h[i])
+        h_steps[i + 1].addcmul_(a_steps[i], h_steps[i])
 
 
 def _time_major(x: Tensor, s: int, e: int) -> Tensor:
@@ -103,14 +113,15 @@ class _SelectiveScan(torch.autograd.Function):
         a = u.new_empty(c_max, batch, N, Dn)
         h = u.new_empty(c_max + 1, batch, N, Dn)
         du = u.new_empty(c_max, batch, Dn)
-        xc = u.new_empty(4, c_max, batch, Dn)  # time-major copies of u, delta and outputs
+        steps = a.unbind(0), h.unbind(0)
+        xc = u.new_empty(3, c_max, batch, Dn)  # time-major chunks of u, delta and y
         bc = u.new_empty(2, c_max, batch, N)
         for k in range(n_chunks):
             s, e = k * chunk, min(L, (k + 1) * chunk)
             c = e - s
             uc, deltac = _load(u, s, e, xc[0]), _load(delta, s, e, xc[1])
             Bc, Cc = _load(B, s, e, bc[0]), _load(C, s, e, bc[1])
-            _chunk_states(uc, deltac, A2_t, Bc, starts[k], a[:c], h[: c + 1], du[:c])
+            _chunk_states(uc, deltac, A2_t, Bc, starts[k], a[:c], h[: c + 1], du[:c], *steps)
             yc = xc[2, :c]
             torch.matmul(Cc.unsqueeze(2), h[1 : c + 1], out=yc.unsqueeze(2))  # (c, batch, 1, D)
             _time_major(y, s, e).copy_(yc)
@@ -143,9 +154,10 @@ class _SelectiveScan(torch.autograd.Function):
         h = u.new_empty(c_max + 1, batch, N, Dn)
         dh = u.new_empty(c_max, batch, N, Dn)
         g = u.new_empty(c_max, batch, N, Dn)
+        a_steps, h_steps, dh_steps = a.unbind(0), h.unbind(0), dh.unbind(0)
         g_delta = u.new_zeros(c_max, batch, N, Dn)  # sum over chunks of g * delta, reduced once at the end
         du = u.new_empty(c_max, batch, Dn)
-        xc = u.new_empty(6, c_max, batch, Dn)  # time-major copies of u, delta, dy and gradient chunks
+        xc = u.new_empty(5, c_max, batch, Dn)  # time-major chunks of u, delta, dy and two gradients
         bc = u.new_empty(3, c_max, batch, N)
         carry = u.new_empty(batch, N, Dn)
         for k in reversed(range(n_chunks)):
@@ -155,12 +167,12 @@ class _SelectiveScan(torch.autograd.Function):
             uc, deltac, dyc = _load(u, s, e, xc[0]), _load(delta, s, e, xc[1]), _load(dy, s, e, xc[2])
             Bc, Cc = _load(B, s, e, bc[0]), _load(C, s, e, bc[1])
             dh_b, d_delta_c, d_bc = xc[3, :c], xc[4, :c], bc[2, :c]
-            _chunk_states(uc, deltac, A2_t, Bc, starts[k], ac, hc, duc)
+            _chunk_states(uc, deltac, A2_t, Bc, starts[k], ac, hc, duc, a_steps, h_steps)
             torch.mul(Cc.unsqueeze(-1), dyc.unsqueeze(2), out=dhc)
             if k + 1 < n_chunks:
                 dhc[c - 1].add_(carry)
             for i in range(c - 2, -1, -1):
-                dhc[i].addcmul_(ac[i + 1], dhc[i + 1])
+                dh_steps[i].addcmul_(a_steps[i + 1], dh_steps[i + 1])
             if k > 0:
                 torch.mul(ac[0], dhc[0], out=carry)
             torch.matmul(
