@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--naive-reps", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--window", type=int, default=128)
+    ap.add_argument("--only", nargs="+", help="symbols to measure (default: every registered mixer)")
     ap.add_argument("--json", help="also write the results to this JSON file")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -53,6 +54,8 @@ def main() -> None:
     results = []
     for d in args.d:
         for spec in registry.specs():
+            if args.only and spec.symbol not in args.only:
+                continue
             over = {"window": args.window} if spec.symbol == "A" else {}
             cfg = apply_overrides(spec.config(), over, f"bench {spec.symbol}", d)
             m = spec.module(d, cfg)

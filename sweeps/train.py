@@ -243,9 +243,11 @@ def run_training(
                 **evaluate(done),
             }
             if done == t.steps and t.probes:
-                from analysis.probes import run_probes
+                from analysis.probes import probe_metrics
+                from sweeps.probes import probe_sets
 
-                metrics.update(run_probes(model, cfg, t.probes, device))
+                with autocast:
+                    metrics.update(probe_metrics(model, probe_sets(cfg.data, t.probes), device))
             hooks.on_eval(metrics, done, done == t.steps, checkpoint(done))
     progress.close()
     return TrainResult(metrics, t.steps, time.perf_counter() - t_start, info)
