@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main", "build_parser", "UserError"]
 
@@ -172,6 +173,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from analysis.compare import latest_sweep
+    from analysis.report import write_report
+    from analysis.store import home_dir
+
+    name = args.sweep or latest_sweep()
+    out = Path(args.out) if args.out else home_dir() / "reports" / name
+    html = write_report(name, out, log_to_mlflow=not args.no_mlflow)
+    print(f"report of sweep {name}: {html}")
+    for png in sorted(out.glob("*.png")):
+        print(f"  {png}")
+    if not args.no_mlflow:
+        print("  (also logged under report/ as artifacts of the sweep's parent run)")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -300,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sort", default="val/ppl", help="metric to sort by (default val/ppl)")
     p.add_argument("--descending", action="store_true", help="sort high to low (e.g. perf/tokens_per_s)")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="plots and an HTML report of a sweep, logged to its parent run")
+    p.add_argument("sweep", nargs="?", help="sweep name (default: the latest)")
+    p.add_argument("--out", help="output folder (default HYBRIDLAB_HOME/reports/SWEEP)")
+    p.add_argument("--no-mlflow", action="store_true", help="write files only, do not log them to MLflow")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("ui", help="serve the MLflow UI on 127.0.0.1 over HYBRIDLAB_HOME")
     p.add_argument("--port", type=int, default=5000)
