@@ -137,8 +137,9 @@ def load_sweep(name: str | None = None, home: Path | None = None) -> SweepTable:
     return SweepTable(name, exp.experiment_id, parent, rows)
 
 
-def _fmt(v: float, digits: int = 2) -> str:
-    if math.isnan(v):
+def format_number(v: float, digits: int = 2) -> str:
+    """A table cell: ``-`` for NaN or non-numbers, K/M suffixes for large values."""
+    if not isinstance(v, float | int) or math.isnan(v):
         return "-"
     if abs(v) >= 1e6:
         return f"{v / 1e6:.2f}M"
@@ -160,15 +161,15 @@ def format_leaderboard(table: SweepTable, metric: str = "val/ppl", descending: b
         cells = [
             str(i),
             r.pattern if len(r.pattern) <= 40 else r.pattern[:37] + "...",
-            _fmt(r.metric("model/params")),
-            _fmt(r.metric("val/ppl")),
-            _fmt(r.ppl_at.get(lens[0], math.nan)),
-            _fmt(r.ppl_at.get(lens[1], math.nan)),
-            _fmt(r.metric("perf/tokens_per_s"), 0),
+            format_number(r.metric("model/params")),
+            format_number(r.metric("val/ppl")),
+            format_number(r.ppl_at.get(lens[0], math.nan)),
+            format_number(r.ppl_at.get(lens[1], math.nan)),
+            format_number(r.metric("perf/tokens_per_s"), 0),
             r.status,
         ]
         if metric not in ("val/ppl",):
-            cells.insert(4, _fmt(r.metric(metric), 4))
+            cells.insert(4, format_number(r.metric(metric), 4))
         lines.append(cells)
     widths = [max(len(h), *(len(c[j]) for c in lines)) if lines else len(h) for j, h in enumerate(header)]
     out = [f"sweep {table.name}: {len(rows)} trials, sorted by {metric}"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analysis import plots
-from analysis.compare import SweepTable, TrialRow, load_sweep
+from analysis.compare import SweepTable, TrialRow, format_number, load_sweep
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -97,14 +97,7 @@ class _Section:
     figure: Figure
 
 
-def _fmt(v: float, digits: int = 2) -> str:
-    if not isinstance(v, float | int) or math.isnan(v):
-        return "-"
-    if abs(v) >= 1e6:
-        return f"{v / 1e6:.2f}M"
-    if abs(v) >= 1e4:
-        return f"{v / 1e3:.1f}K"
-    return f"{v:.{digits}f}"
+_fmt = format_number
 
 
 def _pm(mean: float, std: float, n: int, digits: int = 2) -> str:
