@@ -158,5 +158,8 @@ class MLflowHooks(Hooks):
     def on_log(self, metrics: dict[str, float], step: int) -> None:
         self._log(metrics, step)
 
+    def on_artifact(self, path: str, data: dict[str, Any]) -> None:
+        self.c.log_dict(self.run_id, data, path)
+
     def on_eval(self, metrics: dict[str, float], step: int, final: bool, checkpoint: Checkpoint) -> None:
         self._log(metrics, step)

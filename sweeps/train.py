@@ -42,6 +42,9 @@ class Hooks:
     def on_log(self, metrics: dict[str, float], step: int) -> None:
         """Training metrics every ``train.log_every`` steps."""
 
+    def on_artifact(self, path: str, data: dict[str, Any]) -> None:
+        """A JSON-ready artifact (the final per-position loss curve), before the final ``on_eval``."""
+
     def on_eval(self, metrics: dict[str, float], step: int, final: bool, checkpoint: Checkpoint) -> None:
         """Evaluation metrics every ``train.eval_every`` steps and at the end; ``checkpoint()`` gives the
         loop state to resume from. Called last for a given step, so a hook may stop the run here."""
@@ -242,6 +245,17 @@ def run_training(
                 "model/flops_per_token": float(info["flops_per_token"]),
                 **evaluate(done),
             }
+            if done == t.steps and not data.is_synthetic:
+                from analysis.context_length import loss_by_position
+
+                with autocast:
+                    buckets = loss_by_position(model, eval_tokens.to(device), 16, t.eval_batch_size)
+                model.train()
+                hooks.on_artifact(
+                    "eval/loss_by_position.json",
+                    {"train_length": cfg.data.seq_len, "step": done,
+                     "buckets": [{"start": a, "end": b, "mean_loss": v} for a, b, v in buckets]},
+                )
             if done == t.steps and t.probes:
                 from analysis.probes import probe_metrics
                 from sweeps.probes import probe_sets

@@ -134,3 +134,22 @@ def test_sigkilled_sweep_resumes_without_losing_or_repeating_trials(tmp_path: Pa
 
     again = subprocess.run(cmd, env=_env(home), capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_a_crashing_trial_is_tagged_failed_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    cfg = _write(tmp_path, "crash", steps=4, every=2, sched="fifo")
+    text = cfg.read_text().replace("num_samples: 4", "num_samples: 2")
+    text = text.replace('patterns: ["M-F", "A-F", "(M|A)-F", "G-F-R-F"]', 'patterns: ["M-F", "A-F"]')
+    # heads=3 does not divide d_model=32: only an attention trial can sample it, and it fails inside Ray.
+    text = text.replace("space: {train.lr: {low: 1.0e-3, high: 1.0e-2, log: true}}", "space: {model.mixers.A.heads: {choices: [3]}}")
+    cfg.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "sweeps.cli", "sweep", str(cfg)], env=_env(home),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 trials (1 failed)" in proc.stdout
+    by_pattern = {r.info.run_name.split(" #")[0]: r for r in _children(home, "crash")}
+    assert by_pattern["M-F"].data.tags["hybridlab.status"] == "ok"
+    failed = by_pattern["A-F"]
+    assert failed.data.tags["hybridlab.status"] == "failed" and failed.info.status == "FAILED"
+    assert "heads" in failed.data.tags["hybridlab.error"]

@@ -40,6 +40,10 @@ class Recorder(Hooks):
         self.evals: list[tuple[int, dict[str, float], bool]] = []
         self.checkpoints: dict[int, dict[str, Any]] = {}
         self.info: dict[str, Any] = {}
+        self.artifacts: dict[str, dict[str, Any]] = {}
+
+    def on_artifact(self, path, data):  # type: ignore[no-untyped-def]
+        self.artifacts[path] = data
 
     def on_start(self, model, info):  # type: ignore[no-untyped-def]
         self.info = info
@@ -66,6 +70,9 @@ def test_logs_the_design_metric_names() -> None:
     assert m["val/ppl"] == pytest.approx(math.exp(m["val/loss"]))
     assert m["val/ppl_len32"] == pytest.approx(m["val/ppl"])
     assert rec.info["backends"] == {"M": "reference", "F": "reference", "A": "reference"}
+    curve = rec.artifacts["eval/loss_by_position.json"]["buckets"]
+    assert len(curve) == 16 and curve[0]["start"] == 0 and curve[-1]["end"] == 128
+    assert all(math.isfinite(b["mean_loss"]) for b in curve)
 
 
 def test_deterministic_on_cpu() -> None:
