@@ -197,13 +197,17 @@ def to_plain(cfg: RunConfig) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
 
 
-def from_plain(d: dict[str, Any]) -> RunConfig:
-    """Rebuild a validated ``RunConfig`` from ``to_plain`` output (what a Ray trial receives)."""
+def from_plain(d: dict[str, Any], check_sweep: bool = False) -> RunConfig:
+    """Rebuild a validated ``RunConfig`` from ``to_plain`` output (what a Ray trial receives).
+
+    A trial checks its own model, data and training settings; the sweep's other patterns were checked
+    by the driver (``check_sweep=True`` checks them again).
+    """
     try:
         cfg: RunConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), d))
     except OmegaConfBaseException as e:
         raise ConfigLoadError(_omegaconf_message(e, OmegaConf.structured(RunConfig))) from None
-    validate_run_config(cfg)
+    validate_run_config(cfg, check_sweep=check_sweep)
     return cfg
 
 
@@ -229,7 +233,7 @@ def _check_windows(cfg: RunConfig) -> None:
                 )
 
 
-def validate_run_config(cfg: RunConfig) -> None:
+def validate_run_config(cfg: RunConfig, check_sweep: bool = True) -> None:
     """Every cross-field check, in the order a user would fix them; raises ``ConfigLoadError``."""
     try:
         validate_data(cfg.data)
@@ -271,6 +275,7 @@ def validate_run_config(cfg: RunConfig) -> None:
         _check_windows(cfg)
     except ValueError as e:
         raise ConfigLoadError(f"model: {e}") from None
-    from sweeps.space import validate_space
+    if check_sweep:
+        from sweeps.space import validate_space
 
-    validate_space(cfg)
+        validate_space(cfg)
