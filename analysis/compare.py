@@ -126,7 +126,7 @@ def load_sweep(name: str | None = None, home: Path | None = None) -> SweepTable:
                 run_id=run.info.run_id,
                 run_name=run.info.run_name or "",
                 status=tags.get(STATUS_TAG, run.info.status.lower()),
-                pattern=p.get("pattern", p.get("model.pattern", "?")),
+                pattern=p.get("pattern") or (run.info.run_name or "?").split(" #")[0],
                 layout_hash=p.get("layout_hash", ""),
                 seq_len=int(p.get("data.seq_len", "0") or 0),
                 metrics=dict(run.data.metrics),

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -187,6 +188,11 @@ def load_config(path_or_name: str | None = None, overrides: list[str] | None = N
         cfg: RunConfig = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise ConfigLoadError(_omegaconf_message(e, schema)) from None
+    except yaml.YAMLError as e:
+        raise ConfigLoadError(
+            f"could not parse the config or an override as YAML ({str(e).splitlines()[0]}); quote values "
+            "that contain brackets, e.g. 'sweep.patterns=[\"M-F\",\"A[window=64]-F\"]'"
+        ) from None
     cfg.data.files = [os.path.abspath(os.path.expanduser(g)) for g in cfg.data.files]  # Ray trials run elsewhere
     validate_run_config(cfg)
     return cfg
@@ -219,7 +225,8 @@ def apply_dotted(d: dict[str, Any], updates: dict[str, Any]) -> dict[str, Any]:
     return OmegaConf.to_container(out, resolve=True)  # type: ignore[return-value]
 
 
-def _check_windows(cfg: RunConfig) -> None:
+def check_windows(cfg: RunConfig) -> None:
+    """Resolve the layout and reject windows longer than the longest evaluation length."""
     _, layers = resolve_layout(cfg.model)
     longest = max(cfg.data.eval_lengths)
     for layer in layers:
@@ -272,7 +279,7 @@ def validate_run_config(cfg: RunConfig, check_sweep: bool = True) -> None:
         if not ok:
             raise ConfigLoadError(f"{key} must be {expected}; got {value!r}")
     try:
-        _check_windows(cfg)
+        check_windows(cfg)
     except ValueError as e:
         raise ConfigLoadError(f"model: {e}") from None
     if check_sweep:

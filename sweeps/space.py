@@ -48,12 +48,11 @@ def _check_key(cfg: RunConfig, key: str) -> None:
 
 def validate_space(cfg: RunConfig) -> None:
     """Check every sweep pattern and space entry before Ray starts (raises ``ConfigLoadError``)."""
-    from blocks.model import resolve_layout
-    from sweeps.config import ConfigLoadError
+    from sweeps.config import ConfigLoadError, check_windows
 
     for i, pattern in enumerate(cfg.sweep.patterns):
         try:
-            resolve_layout(dataclasses.replace(cfg.model, pattern=pattern))
+            check_windows(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pattern=pattern)))
         except ValueError as e:
             raise ConfigLoadError(f"sweep.patterns[{i}] {pattern!r}: {e}") from None
     for key, spec in cfg.sweep.space.items():

@@ -41,6 +41,8 @@ def test_round_trip_through_plain_dicts() -> None:
         (["data.source=stdlb"], r"Did you mean 'stdlib'"),
         (["train.precision=fp16"], r"train.precision must be auto, fp32 or bf16"),
         (["sweep.patterns=[M-F,(A-F]"], r"sweep.patterns\[1\]"),
+        (['sweep.patterns=["M-F","A[window=1024]-F"]'], r"sweep.patterns\[1\].*window=1024 is longer"),
+        (["sweep.patterns=[M-F,A[window=1024]-F]"], r"could not parse .* quote values"),
         (["sweep.space={train.lrr: {low: 0.001, high: 0.01}}"], r"'train.lrr' is not a config key"),
         (["sweep.space={train.lr: {low: 0.01, high: 0.001}}"], r"low must be < high"),
         (["sweep.cpus_per_trial=0"], r"sweep.cpus_per_trial must be > 0"),
