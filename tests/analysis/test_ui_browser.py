@@ -4,8 +4,9 @@ Follows stack-notes.md §3 (MLflow server: healthy after about 13 s, 403 for for
 hash-router URLs ``#/experiments/<id>/runs`` and ``#/compare-runs?runs=<JSON>&experiments=<JSON>``)
 and design.md ("CLI": ``hybridlab ui`` serves MLflow on 127.0.0.1 over HYBRIDLAB_HOME). The server
 runs over the small real sweep of ``conftest.small_sweep_home``; headless Chromium (Debian's
-``chromium`` package, driven by the ``playwright`` Python package) loads the pages. Screenshots go
-to docs/images/ (mlflow_experiment.png, mlflow_compare.png).
+``chromium`` package, driven by the ``playwright`` Python package) loads the pages. Screenshots
+(mlflow_experiment.png, mlflow_compare.png) go to a temporary folder, or to $HYBRIDLAB_SCREENSHOTS
+(``HYBRIDLAB_SCREENSHOTS=docs/images`` refreshes the ones in the docs).
 
 Skips, with the install line, when playwright or a Chromium binary is missing. Set
 HYBRIDLAB_CHROMIUM to use another Chromium binary.
@@ -20,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -31,7 +33,8 @@ import pytest
 from analysis.store import client
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES = REPO / "docs" / "images"
+# Screenshots land in a temporary folder unless HYBRIDLAB_SCREENSHOTS names one (docs/images refreshes them).
+IMAGES = Path(os.environ.get("HYBRIDLAB_SCREENSHOTS") or tempfile.mkdtemp(prefix="hybridlab-ui-"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 HEALTH_TIMEOUT_S = 60
