@@ -20,13 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from blocks.mixers.base import ConfigError, Mixer, MixerConfig, linear_flops
+from blocks.mixers.base import ConfigError, MixerConfig, linear_flops
+from blocks.mixers.linear_attention import GatedLinearMixer
 from blocks.ops.gla import kernel, reference
-from blocks.ops.norm import RMSNormSwishGate
 
 __all__ = ["GLAConfig", "GLA"]
 
-NORM_EPS = 1e-5
 
 
 def _divisors(n: int) -> str:
@@ -86,55 +85,32 @@ class GLAConfig(MixerConfig):
             )
 
 
-class GLA(Mixer):
+class GLA(GatedLinearMixer):
     """Gated linear attention. Input and output (B, T, D); per-head state (head_k_dim, head_v_dim)."""
 
     Config = GLAConfig
 
     def __init__(self, d_model: int, config: GLAConfig) -> None:
         super().__init__(d_model, config)
-        self.heads, self.key_dim, self.value_dim = config.dims(d_model)
-        self.head_k_dim = self.key_dim // self.heads
-        self.head_v_dim = self.value_dim // self.heads
-        self.scale = self.head_k_dim**-0.5
-        self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
-        self.k_proj = nn.Linear(d_model, self.key_dim, bias=False)
-        self.v_proj = nn.Linear(d_model, self.value_dim, bias=False)
-        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
         self.gk_proj = nn.Sequential(
             nn.Linear(d_model, config.gate_rank, bias=False),
             nn.Linear(config.gate_rank, self.key_dim, bias=True),
         )
-        self.g_norm_swish_gate = RMSNormSwishGate(self.head_v_dim, eps=NORM_EPS)
-        self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight, gain=2**-2.5)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        self._init_fla()
 
     @classmethod
     def kernel_status(cls) -> str | None:
         return kernel.kernel_status()
 
-    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        B, T, _ = x.shape
-        H, K, V = self.heads, self.head_k_dim, self.head_v_dim
+    def _log_forget(self, x: Tensor) -> Tensor:
+        """``logsigmoid(gk_proj(x)) / gate_normalizer`` in float32 (float64 for float64 input)."""
         acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-        q = self.q_proj(x).view(B, T, H, K)  # (B, T, H, K)
-        k = self.k_proj(x).view(B, T, H, K)
-        v = self.v_proj(x).view(B, T, H, V)  # (B, T, H, V)
-        gk = F.logsigmoid(self.gk_proj(x).to(acc)) / self.config.gate_normalizer
-        return q, k, v, gk.view(B, T, H, K)  # (B, T, H, K)
-
-    def _output(self, o: Tensor, x: Tensor) -> Tensor:
-        B, T, _ = x.shape
-        g = self.g_proj(x).view(B, T, self.heads, self.head_v_dim)  # (B, T, H, V)
-        o = self.g_norm_swish_gate(o, g).reshape(B, T, self.value_dim)  # (B, T, H*V)
-        return self.o_proj(o)
+        return F.logsigmoid(self.gk_proj(x).to(acc)) / self.config.gate_normalizer
 
     def forward(self, x: Tensor) -> Tensor:
-        q, k, v, gk = self._project(x)
+        B, T, _ = x.shape
+        q, k, v = self._qkv(x)
+        gk = self._log_forget(x).view(B, T, self.heads, self.head_k_dim)  # (B, T, H, K)
         if self.diagnostics is not None:
             self.record("log_forget", gk)
         op = kernel.chunk_gla if self.backend == "kernel" else reference.chunk_gla
@@ -152,15 +128,10 @@ class GLA(Mixer):
             q = self.q_proj(x_t).view(B, H, K).to(acc) * self.scale
             k = self.k_proj(x_t).view(B, H, K).to(acc)
             v = self.v_proj(x_t).view(B, H, V).to(acc)
-            gk = F.logsigmoid(self.gk_proj(x_t).to(acc)) / self.config.gate_normalizer
-            S = gk.exp().view(B, H, K, 1) * S + k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, K, V)
+            S = self._log_forget(x_t).exp().view(B, H, K, 1) * S + k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, K, V)
             o = (q.unsqueeze(-2) @ S).squeeze(-2).to(x.dtype)  # (B, H, V)
-            g = self.g_proj(x_t).view(B, H, V)
-            outs.append(self.o_proj(self.g_norm_swish_gate(o, g).reshape(B, H * V)))
+            outs.append(self._output_step(o, x_t))
         return torch.stack(outs, dim=1)  # (B, T, D)
-
-    def state_size(self, seq_len: int) -> int:
-        return self.heads * self.head_k_dim * self.head_v_dim
 
     def flops(self, seq_len: int) -> int:
         """Projections, plus per head the chunked form with C = min(chunk_size, seq_len): q.k over the
@@ -173,12 +144,3 @@ class GLA(Mixer):
         proj = linear_flops(self.q_proj, self.k_proj, self.v_proj, self.g_proj, *self.gk_proj, self.o_proj)
         mix = self.heads * (2 * C * (K + V) + 4 * K * V)
         return proj + mix + 8 * self.key_dim + 8 * self.value_dim
-
-    def output_projections(self) -> list[nn.Module]:
-        return [self.o_proj]
-
-    def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, heads={self.heads}, head_k_dim={self.head_k_dim}, "
-            f"head_v_dim={self.head_v_dim}, chunk_size={self.config.chunk_size}"
-        )

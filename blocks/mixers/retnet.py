@@ -20,15 +20,15 @@ import dataclasses
 import math
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from blocks.mixers.base import ConfigError, Mixer, MixerConfig, linear_flops
-from blocks.ops.norm import RMSNormSwishGate
+from blocks.mixers.base import ConfigError, MixerConfig, linear_flops
+from blocks.mixers.linear_attention import GatedLinearMixer
 from blocks.ops.retention import kernel, reference
+from blocks.ops.rope import apply_rope, rope_cos_sin
 
 __all__ = ["RetNetConfig", "RetNet", "retention_log_decay"]
 
-NORM_EPS = 1e-5
 ROPE_BASE = 10000.0
 
 
@@ -40,20 +40,6 @@ def retention_log_decay(heads: int, device: torch.device | str | None = None) ->
     """``log(1 - 2^(-5-h))`` for h = 0..heads-1, in float64: RetNet's (and fla's) fixed decays."""
     h = torch.arange(heads, dtype=torch.float64, device=device)
     return torch.log1p(-torch.exp2(-5.0 - h))
-
-
-def _rope(*xs: Tensor, base: float = ROPE_BASE) -> tuple[Tensor, ...]:
-    """Rotate channel i with channel i + D/2 of each ``x`` (B, T, H, D) by ``t * base^(-2i/D)``."""
-    _, T, _, D = xs[0].shape
-    acc = torch.float64 if xs[0].dtype == torch.float64 else torch.float32
-    inv_freq = base ** (-torch.arange(0, D, 2, device=xs[0].device, dtype=acc) / D)  # (D/2,)
-    angles = torch.outer(torch.arange(T, device=xs[0].device, dtype=acc), inv_freq)  # (T, D/2)
-    cos, sin = angles.cos()[:, None], angles.sin()[:, None]  # (T, 1, D/2)
-    out = []
-    for x in xs:
-        x1, x2 = x.to(acc).chunk(2, dim=-1)
-        out.append(torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype))
-    return tuple(out)
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -113,55 +99,28 @@ class RetNetConfig(MixerConfig):
             )
 
 
-class RetNet(Mixer):
+class RetNet(GatedLinearMixer):
     """Multi-scale retention. Input and output (B, T, D); per-head state (head_k_dim, head_v_dim)."""
 
     Config = RetNetConfig
 
     def __init__(self, d_model: int, config: RetNetConfig) -> None:
         super().__init__(d_model, config)
-        self.heads, self.key_dim, self.value_dim = config.dims(d_model)
-        self.head_k_dim = self.key_dim // self.heads
-        self.head_v_dim = self.value_dim // self.heads
-        self.scale = self.head_k_dim**-0.5
-        self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
-        self.k_proj = nn.Linear(d_model, self.key_dim, bias=False)
-        self.v_proj = nn.Linear(d_model, self.value_dim, bias=False)
-        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
-        self.g_norm_swish_gate = RMSNormSwishGate(self.head_v_dim, eps=NORM_EPS)
-        self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight, gain=2**-2.5)
+        self._init_fla()
 
     @classmethod
     def kernel_status(cls) -> str | None:
         return kernel.kernel_status()
 
-    def _project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        B, T, _ = x.shape
-        H, K, V = self.heads, self.head_k_dim, self.head_v_dim
-        q = self.q_proj(x).view(B, T, H, K)  # (B, T, H, K)
-        k = self.k_proj(x).view(B, T, H, K)
-        v = self.v_proj(x).view(B, T, H, V)  # (B, T, H, V)
-        return q, k, v
-
-    def _log_decay(self, x: Tensor) -> Tensor:
-        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-        return retention_log_decay(self.heads, x.device).to(acc)  # (H,)
-
-    def _output(self, o: Tensor, x: Tensor) -> Tensor:
-        B, T, _ = x.shape
-        g = self.g_proj(x).view(B, T, self.heads, self.head_v_dim)  # (B, T, H, V)
-        o = self.g_norm_swish_gate(o, g).reshape(B, T, self.value_dim)  # (B, T, H*V)
-        return self.o_proj(o)
-
     def forward(self, x: Tensor) -> Tensor:
-        q, k, v = self._project(x)
+        q, k, v = self._qkv(x)
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
         if self.config.rope:
-            q, k = _rope(q, k)
+            cos, sin = rope_cos_sin(x.shape[1], self.head_k_dim, ROPE_BASE, device=x.device, dtype=acc)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        log_decay = retention_log_decay(self.heads, x.device).to(acc)  # (H,)
         op = kernel.chunk_retention if self.backend == "kernel" else reference.chunk_retention
-        o = op(q, k, v, self._log_decay(x), self.scale, self.config.chunk_size)  # (B, T, H, V)
+        o = op(q, k, v, log_decay, self.scale, self.config.chunk_size)  # (B, T, H, V)
         return self._output(o, x)
 
     def naive_forward(self, x: Tensor) -> Tensor:
@@ -183,12 +142,8 @@ class RetNet(Mixer):
             v = self.v_proj(x_t).view(B, H, V).to(acc)
             S = gamma * S + k.unsqueeze(-1) * v.unsqueeze(-2)  # (B, H, K, V)
             o = ((q * self.scale).unsqueeze(-2) @ S).squeeze(-2).to(x.dtype)  # (B, H, V)
-            g = self.g_proj(x_t).view(B, H, V)
-            outs.append(self.o_proj(self.g_norm_swish_gate(o, g).reshape(B, H * V)))
+            outs.append(self._output_step(o, x_t))
         return torch.stack(outs, dim=1)  # (B, T, D)
-
-    def state_size(self, seq_len: int) -> int:
-        return self.heads * self.head_k_dim * self.head_v_dim
 
     def flops(self, seq_len: int) -> int:
         """Projections, RoPE on q and k (3 per channel each), plus per head the chunked form with
@@ -203,11 +158,5 @@ class RetNet(Mixer):
         mix = self.heads * (2 * C * (K + V) + C + 4 * K * V)
         return proj + rope + mix + 8 * self.value_dim
 
-    def output_projections(self) -> list[nn.Module]:
-        return [self.o_proj]
-
     def extra_repr(self) -> str:
-        return (
-            f"{super().extra_repr()}, heads={self.heads}, head_k_dim={self.head_k_dim}, "
-            f"head_v_dim={self.head_v_dim}, rope={self.config.rope}, chunk_size={self.config.chunk_size}"
-        )
+        return f"{super().extra_repr()}, rope={self.config.rope}"

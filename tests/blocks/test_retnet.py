@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from blocks.mixers.base import ConfigError, apply_overrides
-from blocks.mixers.retnet import RetNet, RetNetConfig, _rope, retention_log_decay
+from blocks.mixers.retnet import RetNet, RetNetConfig, retention_log_decay
 from blocks.ops.retention import reference
+from blocks.ops.rope import rope
 
 F64 = torch.float64
 
@@ -70,16 +71,16 @@ def test_fixed_decays() -> None:
     torch.testing.assert_close(retention_log_decay(H).float(), fla, atol=0, rtol=1e-6)
 
 
-def test_rope_is_half_split_and_relative() -> None:
+def test_the_shared_rope_retnet_uses_is_half_split_and_relative() -> None:
     x = torch.zeros(1, 3, 1, 4, dtype=F64)
     x[..., 0] = 1.0
-    (y,) = _rope(x)
+    y = rope(x)
     for t in range(3):  # channel 0 rotates with channel 2 (= 0 + D/2) at frequency base^0 = 1
         torch.testing.assert_close(y[0, t, 0], torch.tensor([math.cos(t), 0, math.sin(t), 0], dtype=F64))
     q, k = torch.randn(2, 1, 6, 1, 8, dtype=F64).unbind(0)
-    qr, kr = _rope(q, k)
+    qr, kr = rope(q), rope(k)
     dots = qr[0, :, 0] @ kr[0, :, 0].T  # (T, T)
-    shifted_q, shifted_k = _rope(torch.cat([q[:, :1], q], 1), torch.cat([k[:, :1], k], 1))
+    shifted_q, shifted_k = rope(torch.cat([q[:, :1], q], 1)), rope(torch.cat([k[:, :1], k], 1))
     torch.testing.assert_close(shifted_q[0, 1:, 0] @ shifted_k[0, 1:, 0].T, dots)
 
 
