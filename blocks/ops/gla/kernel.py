@@ -12,22 +12,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from blocks.ops.fla_status import fla_kernel_status
+
 __all__ = ["chunk_gla", "kernel_status"]
-
-INSTALL = "pip install fla-core==0.6.0 (CUDA machines; extra 'gpu')"
-
 
 def kernel_status() -> str | None:
     """None when fla's GLA kernel can run here; otherwise why not and how to fix it."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return "GLA kernels need a CUDA device (torch.cuda.is_available() is False); use backend=reference"
-    try:
-        import fla.ops.gla  # noqa: F401
-    except Exception as exc:  # ImportError, or triton failing to find a driver
-        return f"fla.ops.gla does not import ({type(exc).__name__}: {exc}); {INSTALL}"
-    return None
+    return fla_kernel_status("fla.ops.gla", "GLA")
 
 
 def chunk_gla(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, scale: float, chunk_size: int = 64) -> Tensor:

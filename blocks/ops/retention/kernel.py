@@ -17,22 +17,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from blocks.ops.fla_status import fla_kernel_status
+
 __all__ = ["chunk_retention", "kernel_status"]
 
-INSTALL = "pip install fla-core==0.6.0 (CUDA machines; extra 'gpu')"
-
-
 def kernel_status() -> str | None:
-    """None when fla's retention kernel can run here; otherwise why not and how to fix it."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return "RetNet kernels need a CUDA device (torch.cuda.is_available() is False); use backend=reference"
-    try:
-        import fla.ops.retention  # noqa: F401
-    except Exception as exc:  # ImportError, or triton failing to find a driver
-        return f"fla.ops.retention does not import ({type(exc).__name__}: {exc}); {INSTALL}"
-    return None
+    """None when fla's RetNet kernel can run here; otherwise why not and how to fix it."""
+    return fla_kernel_status("fla.ops.retention", "RetNet")
 
 
 def chunk_retention(
