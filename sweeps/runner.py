@@ -230,16 +230,14 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
         else:
             tuner = _new_tuner(cfg, wrapped, home, storage)
         results = tuner.fit()
-        trial_ids = {r.metrics.get("trial_id") for r in results if r.metrics} | {
-            Path(r.path).name for r in results if r.path
-        }
+        trial_ids = {Path(r.path).name for r in results if r.path}  # trial_dirname: folder = trial id
         n_done = sum(bool(r.metrics.get("done")) or r.error is not None for r in results)
         n_errors = len(results.errors)
         interrupted = len(results) < cfg.sweep.num_samples or n_done < len(results)
     finally:
         ray.shutdown()
     if not interrupted:
-        _reconcile(c, exp_id, parent, {t for t in trial_ids if t})
+        _reconcile(c, exp_id, parent, trial_ids)
         finish_run(c, parent, "ok")
     return SweepOutcome(name, exp_id, parent, len(results), n_done, n_errors, interrupted, time.perf_counter() - t0)
 

@@ -60,10 +60,8 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
             if ok:
                 return True, v
         return False, value
-    if origin is Literal:
-        return (value in typing.get_args(tp) and not isinstance(value, bool)) or (
-            isinstance(value, bool) and value in typing.get_args(tp)
-        ), value
+    if origin is Literal:  # compare types too: True == 1 must not match Literal[1]
+        return any(value == a and type(value) is type(a) for a in typing.get_args(tp)), value
     if tp is type(None):
         return value is None, value
     if tp is bool:
