@@ -180,7 +180,23 @@ class CorpusDataset(Dataset):
         }
 
 
-class MQARDataset(Dataset):
+class SyntheticDataset(Dataset):
+    """A generated task: training batch ``i`` is a function of ``(seed, i)`` only."""
+
+    def _train_batch(self, batch_size: int, length: int, seed: tuple[int, ...]) -> Batch:
+        raise NotImplementedError
+
+    def train_batches(
+        self, batch_size: int, seed: int = 0, seq_len: int | None = None, start_step: int = 0
+    ) -> Iterator[Batch]:
+        length = seq_len or self.cfg.seq_len
+        step = start_step
+        while True:
+            yield self._train_batch(batch_size, length, (seed, step))
+            step += 1
+
+
+class MQARDataset(SyntheticDataset):
     """Multi-query associative recall; ``eval_batches`` keeps the pairs and queries, spreads them wider."""
 
     kind = "mqar"
@@ -189,14 +205,8 @@ class MQARDataset(Dataset):
         c = self.cfg
         return mqar_batch(batch_size, length, c.mqar_pairs, c.mqar_queries, c.mqar_vocab, seed)
 
-    def train_batches(
-        self, batch_size: int, seed: int = 0, seq_len: int | None = None, start_step: int = 0
-    ) -> Iterator[Batch]:
-        length = seq_len or self.cfg.seq_len
-        step = start_step
-        while True:
-            yield self._batch(batch_size, length, (seed, step))
-            step += 1
+    def _train_batch(self, batch_size: int, length: int, seed: tuple[int, ...]) -> Batch:
+        return self._batch(batch_size, length, seed)
 
     def eval_batches(self, length: int, batch_size: int, n: int) -> Iterator[Batch]:
         for i in range(n):
@@ -207,19 +217,13 @@ class MQARDataset(Dataset):
         return {**super().info(), "mqar_pairs": c.mqar_pairs, "mqar_queries": c.mqar_queries, "mqar_vocab": c.mqar_vocab}
 
 
-class PasskeyDataset(Dataset):
+class PasskeyDataset(SyntheticDataset):
     """Passkey retrieval; training rows have random depths, evaluation rows cycle ``passkey_depths``."""
 
     kind = "passkey"
 
-    def train_batches(
-        self, batch_size: int, seed: int = 0, seq_len: int | None = None, start_step: int = 0
-    ) -> Iterator[Batch]:
-        length = seq_len or self.cfg.seq_len
-        step = start_step
-        while True:
-            yield passkey_batch(self.tokenizer, length, batch_size, (seed, step), None, self.cfg.passkey_digits)
-            step += 1
+    def _train_batch(self, batch_size: int, length: int, seed: tuple[int, ...]) -> Batch:
+        return passkey_batch(self.tokenizer, length, batch_size, seed, None, self.cfg.passkey_digits)
 
     def eval_batches(self, length: int, batch_size: int, n: int) -> Iterator[Batch]:
         depths = list(self.cfg.passkey_depths)
@@ -228,16 +232,6 @@ class PasskeyDataset(Dataset):
             yield passkey_batch(
                 self.tokenizer, length, batch_size, (_EVAL_STREAM, length, i), row_depths, self.cfg.passkey_digits
             )
-
-    def depth_batches(self, length: int, batch_size: int, n: int) -> Iterator[tuple[float, torch.Tensor, torch.Tensor]]:
-        """``(depth, x, y)``: ``n`` batches for each depth in ``passkey_depths``, for per-depth accuracy."""
-        for j, depth in enumerate(self.cfg.passkey_depths):
-            for i in range(n):
-                x, y = passkey_batch(
-                    self.tokenizer, length, batch_size, (_EVAL_STREAM, length, j, i), float(depth),
-                    self.cfg.passkey_digits,
-                )
-                yield float(depth), x, y
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "passkey_digits": self.cfg.passkey_digits}
