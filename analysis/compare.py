@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TrialRow", "SweepTable", "load_sweep", "latest_sweep", "format_leaderboard", "NoSuchSweep"]
+from analysis.pareto import nondominated
+
+__all__ = [
+    "TrialRow",
+    "SweepTable",
+    "load_sweep",
+    "latest_sweep",
+    "format_leaderboard",
+    "parse_objectives",
+    "NoSuchSweep",
+]
 
 ROLE_TAG = "hybridlab.role"
 STATUS_TAG = "hybridlab.status"
@@ -51,10 +61,26 @@ class TrialRow:
 
 @dataclass
 class SweepTable:
+    """A sweep's trials; ``objectives`` (``{metric: "min" | "max"}``) are the sweep's own when it was
+    multi-objective (read from its parent run's ``sweep.objectives.*`` params), else empty."""
+
     name: str
     experiment_id: str
     parent_run_id: str | None
     rows: list[TrialRow]
+    objectives: dict[str, str] = field(default_factory=dict)
+
+    def pareto(self, objectives: dict[str, str] | None = None) -> list[TrialRow]:
+        """Finished (``ok``) trials no other finished trial beats on every objective.
+
+        Pruned trials stopped early and failed ones have partial or no metrics, so they never compete.
+        """
+        obj = objectives or self.objectives
+        if not obj:
+            return []
+        done = [r for r in self.rows if r.status == "ok"]
+        idx = nondominated([[r.metric(m) for m in obj] for r in done], [mode == "max" for mode in obj.values()])
+        return [done[i] for i in idx]
 
     def sorted(self, metric: str = "val/ppl", descending: bool = False) -> list[TrialRow]:
         def key(r: TrialRow) -> tuple[int, float]:
@@ -63,12 +89,18 @@ class SweepTable:
 
         return sorted(self.rows, key=key)
 
-    def to_json(self, metric: str = "val/ppl", descending: bool = False) -> dict[str, Any]:
+    def to_json(
+        self, metric: str = "val/ppl", descending: bool = False, objectives: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        obj = objectives or self.objectives
+        front = {r.run_id for r in self.pareto(obj)}
         return {
             "sweep": self.name,
             "experiment_id": self.experiment_id,
             "parent_run_id": self.parent_run_id,
             "sort": metric,
+            "objectives": obj,
+            "pareto_front": [r.run_id for r in self.rows if r.run_id in front],
             "trials": [
                 {
                     "run_id": r.run_id,
@@ -82,6 +114,7 @@ class SweepTable:
                     "tokens_per_s": r.metric("perf/tokens_per_s"),
                     "metrics": {k: (None if math.isnan(v) else v) for k, v in r.metrics.items()},
                     "error": r.error,
+                    "pareto": r.run_id in front,
                 }
                 for r in self.sorted(metric, descending)
             ],
@@ -117,6 +150,10 @@ def load_sweep(name: str | None = None, home: Path | None = None) -> SweepTable:
         raise NoSuchSweep(f"no sweep {name!r}; sweeps here: {', '.join(names) or 'none'}")
     parents = c.search_runs([exp.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'sweep'", max_results=1)
     parent = parents[0].info.run_id if parents else None
+    prefix = "sweep.objectives."
+    objectives = {
+        k[len(prefix):]: v for k, v in (parents[0].data.params.items() if parents else []) if k.startswith(prefix)
+    }
     runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`{ROLE_TAG}` = 'trial'", max_results=10000)
     rows = []
     for run in runs:
@@ -134,7 +171,7 @@ def load_sweep(name: str | None = None, home: Path | None = None) -> SweepTable:
                 error=tags.get("hybridlab.error"),
             )
         )
-    return SweepTable(name, exp.experiment_id, parent, rows)
+    return SweepTable(name, exp.experiment_id, parent, rows, objectives)
 
 
 def format_number(v: float, digits: int = 2) -> str:
@@ -148,14 +185,40 @@ def format_number(v: float, digits: int = 2) -> str:
     return f"{v:.{digits}f}"
 
 
-def format_leaderboard(table: SweepTable, metric: str = "val/ppl", descending: bool = False) -> str:
-    """The human leaderboard: pattern, params, val/ppl, ppl at 2x and 4x length, tokens/s, status."""
+def parse_objectives(text: str) -> dict[str, str]:
+    """``"val/ppl:min,perf/tokens_per_s:max"`` -> ``{"val/ppl": "min", "perf/tokens_per_s": "max"}``."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        metric, sep, mode = part.rpartition(":")
+        if not sep or not metric or mode not in ("min", "max"):
+            raise ValueError(f"--pareto: {part!r} is not METRIC:min or METRIC:max (e.g. val/ppl:min,perf/tokens_per_s:max)")
+        out[metric] = mode
+    if len(out) < 2:
+        raise ValueError(f"--pareto needs two or more objectives, e.g. val/ppl:min,perf/tokens_per_s:max; got {text!r}")
+    return out
+
+
+def format_leaderboard(
+    table: SweepTable, metric: str = "val/ppl", descending: bool = False, objectives: dict[str, str] | None = None
+) -> str:
+    """The human leaderboard: pattern, params, val/ppl, ppl at 2x and 4x length, tokens/s, status.
+
+    With ``objectives`` (default: the sweep's own), a ``pareto`` column marks the non-dominated finished
+    trials with ``*`` and the front is listed under the table.
+    """
+    obj = objectives or table.objectives
+    front = table.pareto(obj)
+    on_front = {r.run_id for r in front}
     rows = table.sorted(metric, descending)
     seq = next((r.seq_len for r in rows if r.seq_len), 0)
     lens = [2 * seq, 4 * seq]
     header = ["#", "pattern", "params", "val/ppl", f"ppl@{lens[0]}", f"ppl@{lens[1]}", "tokens/s", "status"]
-    if metric not in ("val/ppl",):
-        header.insert(4, metric)
+    extra = [m for m in ([metric] + list(obj)) if m not in ("val/ppl", "perf/tokens_per_s", "model/params")]
+    extra = list(dict.fromkeys(extra))
+    for j, m in enumerate(extra):
+        header.insert(4 + j, m)
+    if obj:
+        header.append("pareto")
     lines = []
     for i, r in enumerate(rows, 1):
         cells = [
@@ -168,12 +231,22 @@ def format_leaderboard(table: SweepTable, metric: str = "val/ppl", descending: b
             format_number(r.metric("perf/tokens_per_s"), 0),
             r.status,
         ]
-        if metric not in ("val/ppl",):
-            cells.insert(4, format_number(r.metric(metric), 4))
+        for j, m in enumerate(extra):
+            cells.insert(4 + j, format_number(r.metric(m), 4))
+        if obj:
+            cells.append("*" if r.run_id in on_front else "")
         lines.append(cells)
     widths = [max(len(h), *(len(c[j]) for c in lines)) if lines else len(h) for j, h in enumerate(header)]
     out = [f"sweep {table.name}: {len(rows)} trials, sorted by {metric}"]
-    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    out.append("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     out.append("  ".join("-" * w for w in widths))
-    out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) for cells in lines]
+    out += ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() for cells in lines]
+    if obj:
+        what = ", ".join(f"{m} {mode}" for m, mode in obj.items())
+        out.append("")
+        out.append(f"Pareto front ({what}; finished trials): {len(front)} of {sum(r.status == 'ok' for r in rows)}")
+        first = next(iter(obj))
+        for r in sorted(front, key=lambda r: r.metric(first), reverse=obj[first] == "max"):
+            values = "  ".join(f"{m}={format_number(r.metric(m), 4)}" for m in obj)
+            out.append(f"  {r.pattern}  {values}")
     return "\n".join(out)

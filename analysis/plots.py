@@ -27,6 +27,7 @@ from matplotlib.text import Annotation
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from analysis.compare import TrialRow
+from analysis.pareto import nondominated
 
 __all__ = [
     "LayoutGroup",
@@ -120,15 +121,8 @@ def pareto_indices(points: Sequence[tuple[float, float]], maximize_x: bool = Tru
     A point dominates another when it is at least as good on both axes and better on one; equal
     points do not dominate each other, so both stay.
     """
-    sx, sy = (1.0 if maximize_x else -1.0), (-1.0 if minimize_y else 1.0)
-    ok = [i for i, (x, y) in enumerate(points) if _finite(x) and _finite(y)]
-    score = {i: (sx * points[i][0], sy * points[i][1]) for i in ok}
-
-    def dominated(i: int) -> bool:
-        a = score[i]
-        return any(b[0] >= a[0] and b[1] >= a[1] and b != a for j, b in score.items() if j != i)
-
-    return sorted((i for i in ok if not dominated(i)), key=lambda i: (points[i][0], points[i][1]))
+    front = nondominated(points, [maximize_x, not minimize_y])
+    return sorted(front, key=lambda i: (points[i][0], points[i][1]))
 
 
 def _new_figure(width: float, height: float) -> Figure:

@@ -128,11 +128,20 @@ def _sweep_and_report(cfg, resume: bool, address: str | None) -> int:  # type: i
 
     outcome = run_sweep(cfg, resume=resume, address=address)
     if outcome.interrupted:
-        print(f"\nsweep {outcome.name} interrupted: {outcome.n_done}/{cfg.sweep.num_samples} trials done. "
+        left = f" (not finished: {', '.join(outcome.unfinished)})" if outcome.unfinished else ""
+        print(f"\nsweep {outcome.name} interrupted: {outcome.n_done}/{cfg.sweep.num_samples} trials done{left}. "
               f"Continue it with:  hybridlab sweep CONFIG sweep.name={outcome.name} --resume", file=sys.stderr)
         return 130
-    print(f"\nsweep {outcome.name}: {outcome.n_trials} trials ({outcome.n_errors} failed) in {outcome.wall_s:.0f} s\n")
-    print(format_leaderboard(load_sweep(outcome.name), metric="val/ppl"))
+    skipped = ""
+    if outcome.n_infeasible or outcome.n_duplicates:
+        skipped = (f"; {outcome.n_infeasible} infeasible samples told to Optuna, "
+                   f"{outcome.n_duplicates} duplicate samples answered without training")
+    if outcome.exhausted:
+        skipped += f"; the search space ran out of new feasible samples after {outcome.n_trials} trials"
+    print(f"\nsweep {outcome.name}: {outcome.n_trials} trials ({outcome.n_errors} failed){skipped} "
+          f"in {outcome.wall_s:.0f} s\n")
+    objectives = dict(cfg.sweep.objectives) or None
+    print(format_leaderboard(load_sweep(outcome.name), metric="val/ppl", objectives=objectives))
     from analysis.store import home_dir
 
     _print_ui_hint(str(home_dir()))
@@ -163,13 +172,17 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from analysis.compare import format_leaderboard, load_sweep
+    from analysis.compare import format_leaderboard, load_sweep, parse_objectives
 
+    try:
+        objectives = parse_objectives(args.pareto) if args.pareto else None
+    except ValueError as e:
+        raise UserError(str(e)) from None
     table = load_sweep(args.sweep)
     if args.json:
-        print(json.dumps(table.to_json(args.sort, args.descending), indent=2))
+        print(json.dumps(table.to_json(args.sort, args.descending, objectives), indent=2))
     else:
-        print(format_leaderboard(table, args.sort, args.descending))
+        print(format_leaderboard(table, args.sort, args.descending, objectives))
     return 0
 
 
@@ -316,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--sort", default="val/ppl", help="metric to sort by (default val/ppl)")
     p.add_argument("--descending", action="store_true", help="sort high to low (e.g. perf/tokens_per_s)")
+    p.add_argument("--pareto", metavar="METRIC:MODE,...",
+                   help="mark the Pareto front over these objectives, e.g. val/ppl:min,perf/tokens_per_s:max "
+                        "(default: the sweep's sweep.objectives, if any)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("report", help="plots and an HTML report of a sweep, logged to its parent run")

@@ -71,7 +71,15 @@ class TrainConfig:
 
 @dataclass
 class SweepConfig:
-    """A Ray Tune + Optuna sweep: ``patterns`` (categorical) plus ``space`` (dotted key -> range)."""
+    """A Ray Tune + Optuna sweep over a search space (``search_space.space`` documents the keys).
+
+    Layouts come from one of ``patterns`` (a list), ``presets`` (names or ``{preset: NAME, ...}``) or
+    ``layouts`` (generated); ``space`` maps dotted keys to ranges (mixer keys are conditional on the
+    mixer being in the layout); ``budget`` resizes every sample to one parameter or FLOP count;
+    ``constraints`` make samples infeasible; ``objectives`` (``{metric: min|max}``, two or more) make the
+    sweep multi-objective, while ``metric``/``mode`` stay what ASHA stops trials on; ``dedup`` answers
+    a sample that repeats an earlier trial's canonical model from that trial instead of training again.
+    """
 
     name: str = "quickstart"
     num_samples: int = 8
@@ -79,8 +87,14 @@ class SweepConfig:
     metric: str = "val/loss"
     mode: str = "min"
     patterns: list[str] = field(default_factory=list)
-    enqueue_patterns: bool = True  # try every listed pattern once before the sampler takes over
+    presets: list[Any] = field(default_factory=list)
+    layouts: dict[str, Any] = field(default_factory=dict)
+    enqueue_patterns: bool = True  # try every listed pattern (or preset) once before the sampler takes over
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)
+    constraints: dict[str, Any] = field(default_factory=dict)
+    objectives: dict[str, str] = field(default_factory=dict)
+    dedup: bool = True
     scheduler: str = "asha"  # asha | fifo
     grace_period: int = 1  # evaluations before ASHA may stop a trial
     reduction_factor: int = 2

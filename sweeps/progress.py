@@ -33,9 +33,10 @@ class SweepProgress(Callback):
             v = result.get(key, math.nan)
             return f"{v:.3f}" if isinstance(v, float) and abs(v) < 1e4 else f"{v:.0f}"
 
+        tps = result.get("perf/tokens_per_s", math.nan)
         self._line(
             f"trial {trial.trial_id} step {result.get('step')}: val/loss {f('val/loss')} "
-            f"val/ppl {f('val/ppl')} tokens/s {f('perf/tokens_per_s')}"
+            f"val/ppl {f('val/ppl')} tokens/s {tps:.0f}"
         )
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

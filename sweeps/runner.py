@@ -18,14 +18,15 @@ import os
 import tempfile
 import time
 import traceback
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from sweeps.config import ConfigLoadError, RunConfig, apply_dotted, from_plain, to_plain
-from sweeps.space import PATTERN_KEY, SpaceFn
+from sweeps.space import PATTERN_KEY, PRESET_KEY, build_space
 from sweeps.tracking import (
     ROLE_TAG,
     SWEEP_TAG,
@@ -60,6 +61,10 @@ class SweepOutcome:
     n_errors: int
     interrupted: bool
     wall_s: float
+    unfinished: list[str] = field(default_factory=list)  # "trial_id (pattern)" of trials not done
+    n_infeasible: int = 0  # samples told to Optuna as infeasible (never trained)
+    n_duplicates: int = 0  # samples answered from an earlier trial with the same canonical model
+    exhausted: bool = False  # the space ran out of new feasible samples before num_samples
 
 
 def trial_dirname(trial: Any) -> str:
@@ -163,6 +168,22 @@ def _find_parent(c: Any, exp_id: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def _finished_in_mlflow(c: Any, exp_id: str, parent: str) -> set[str]:
+    """Trial ids whose child run ended on its own (``ok``, ``failed``, ``diverged``).
+
+    Ray's result for a trial restored on resume can come back without its last metrics (its
+    ``done`` flag missing) although the trial finished; the child run's status tag, written by the
+    trial itself when training returns or raises, is the ground truth. ``pruned`` is left out: a
+    trial stopped by an interrupted driver is also tagged ``pruned``, so those rely on ``done``.
+    """
+    runs = c.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=10000)
+    return {
+        r.data.tags[TRIAL_TAG]
+        for r in runs
+        if TRIAL_TAG in r.data.tags and r.data.tags.get("hybridlab.status") in ("ok", "failed", "diverged")
+    }
+
+
 def _reconcile(c: Any, exp_id: str, parent: str, trial_ids: set[str]) -> int:
     """Delete child runs of trials Ray no longer knows (started just before a driver crash)."""
     removed = 0
@@ -231,15 +252,52 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
             tuner = _new_tuner(cfg, wrapped, home, storage)
         results = tuner.fit()
         trial_ids = {Path(r.path).name for r in results if r.path}  # trial_dirname: folder = trial id
-        n_done = sum(bool(r.metrics.get("done")) or r.error is not None for r in results)
+        finished = _finished_in_mlflow(c, exp_id, parent)
+        unfinished = [
+            f"{Path(r.path or '?').name} ({r.config.get(PATTERN_KEY, cfg.model.pattern) if r.config else '?'})"
+            for r in results
+            if not (r.metrics.get("done") or r.error is not None or Path(r.path or "").name in finished)
+        ]
+        n_done = len(results) - len(unfinished)
         n_errors = len(results.errors)
-        interrupted = len(results) < cfg.sweep.num_samples or n_done < len(results)
+        from sweeps.searcher import read_events
+
+        events = read_events(exp_dir / EVENTS_FILE)
+        kinds = Counter(e["kind"] for e in events)
+        interrupted = (len(results) < cfg.sweep.num_samples and not kinds["exhausted"]) or bool(unfinished)
     finally:
         ray.shutdown()
+    _log_search_events(c, parent, exp_dir / EVENTS_FILE, kinds)
     if not interrupted:
         _reconcile(c, exp_id, parent, trial_ids)
         finish_run(c, parent, "ok")
-    return SweepOutcome(name, exp_id, parent, len(results), n_done, n_errors, interrupted, time.perf_counter() - t0)
+    return SweepOutcome(
+        name, exp_id, parent, len(results), n_done, n_errors, interrupted, time.perf_counter() - t0, unfinished,
+        n_infeasible=kinds["infeasible"], n_duplicates=kinds["duplicate"], exhausted=bool(kinds["exhausted"]),
+    )
+
+
+def _log_search_events(c: Any, parent: str, path: Path, kinds: Counter[str]) -> None:
+    """Samples that never became trials, on the sweep's parent run: counts and the event log."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    c.log_batch(parent, metrics=[
+        Metric("sweep/infeasible_samples", float(kinds["infeasible"]), now, 0),
+        Metric("sweep/duplicate_samples", float(kinds["duplicate"]), now, 0),
+    ])
+    if path.exists():
+        c.log_artifact(parent, str(path))
+
+
+EVENTS_FILE = "search_events.jsonl"
+
+
+def _objectives(cfg: RunConfig) -> tuple[str | list[str], str | list[str]]:
+    s = cfg.sweep
+    if s.objectives:
+        return list(s.objectives), list(s.objectives.values())
+    return s.metric, s.mode
 
 
 def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
@@ -247,27 +305,37 @@ def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
 
     from sweeps.progress import SweepProgress
+    from sweeps.searcher import LayoutSearch
 
     s = cfg.sweep
     sampler = (
         optuna.samplers.TPESampler(seed=s.seed) if s.sampler == "tpe" else optuna.samplers.RandomSampler(seed=s.seed)
     )
-    searcher = OptunaSearch(
-        space=SpaceFn(s.patterns, s.space),
-        metric=s.metric,
-        mode=s.mode,
+    space = build_space(cfg)
+    first: list[dict[str, Any]] | None = None
+    if s.enqueue_patterns and s.patterns:
+        first = [{PATTERN_KEY: p} for p in s.patterns]
+    elif s.enqueue_patterns and s.presets:
+        first = [{PRESET_KEY: label} for label in space.preset_labels]
+    metric, mode = _objectives(cfg)
+    searcher = LayoutSearch(
+        space,
+        events_path=str(storage / s.name / EVENTS_FILE),
+        dedup=s.dedup,
+        metric=metric,
+        mode=mode,
         sampler=sampler,
         storage=optuna.storages.RDBStorage(f"sqlite:///{home / 'optuna.db'}"),
         study_name=s.name,
-        points_to_evaluate=[{PATTERN_KEY: p} for p in s.patterns] if s.enqueue_patterns and s.patterns else None,
+        points_to_evaluate=first,
     )
     n_evals = math.ceil(cfg.train.steps / cfg.train.eval_every)
     if s.scheduler == "asha" and n_evals > s.grace_period:
         scheduler = ASHAScheduler(
-            time_attr="training_iteration", max_t=n_evals, grace_period=s.grace_period, reduction_factor=s.reduction_factor
+            time_attr="training_iteration", max_t=n_evals, grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor, metric=s.metric, mode=s.mode,
         )
     else:
         scheduler = FIFOScheduler()
@@ -276,8 +344,6 @@ def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent),
             scheduler=scheduler,
-            metric=s.metric,
-            mode=s.mode,
             num_samples=s.num_samples,
             trial_dirname_creator=trial_dirname,
         ),

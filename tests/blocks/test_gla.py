@@ -223,7 +223,13 @@ def test_kernel_matches_reference(dtype: torch.dtype, tol: float, T: int) -> Non
         o = fn(*inputs, K**-0.5, 64)
         (o.float() * w).sum().backward()
         outs.append([o] + [t.grad for t in inputs])
+    scale = max(t.float().norm().item() for t in outs[0])
     for name, a, b in zip(["o", "dq", "dk", "dv", "dgk"], outs[1], outs[0], strict=True):
+        if not b.any():
+            # at T=1 the gate cancels (exp(g_t - g_t)), so the reference dgk is exactly 0 and a relative
+            # error is undefined; the kernel's rounding noise must be negligible next to the other tensors
+            assert a.float().norm().item() < tol * 1e-3 * scale, f"{name}: |kernel| {a.float().norm():.2e} for a zero reference"
+            continue
         assert rel_err(a, b) < tol, f"{name}: relative error {rel_err(a, b):.2e}"
 
 

@@ -1,0 +1,118 @@
+"""One torch.profiler trace of a training step on CUDA: the top CUDA kernels by time, and time by kind.
+
+    python benchmarks/profile_step.py --preset samba-421m --batch 4 --seq-len 4096 --backend kernel > profile.txt
+
+The step is the one ``analysis.bench.bench_train`` times (bf16 autocast forward, fp32 cross-entropy,
+backward, fused AdamW), after ``--warmup`` untimed steps; ``--steps`` steps are profiled and the table
+gives per-step averages. Kernels are grouped into kinds by name (matrix products, the Mamba scan,
+attention, fla kernels, elementwise/reductions, optimizer, copies) to say where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections import defaultdict
+
+import torch
+
+from blocks.model import HybridLM
+from search_space.presets import get_preset
+
+KINDS = [  # (kind, regex on the kernel name); first match wins
+    ("matmul (cuBLAS/cutlass GEMM)", r"gemm|cutlass|sm90_xmma|nvjet|cublas|wgmma|splitK"),
+    ("mamba selective scan", r"selective_scan"),
+    ("attention (FlexAttention/SDPA)", r"flex_attention|triton_tem_fused_flex|flash|fmha|attn"),
+    ("fla gla/retention kernels", r"chunk_|gla|retention|simple_gla|fwd_h|bwd_dh|cumsum"),
+    ("optimizer (fused AdamW)", r"adam|Adam"),
+    ("cross-entropy / softmax", r"softmax|cross_entropy|nll_loss|log_softmax"),
+    ("convolution (causal conv1d)", r"conv|Conv"),
+    ("copies / casts / cat", r"copy|Copy|\bcat|CatArray|memcpy|Memcpy|memset|Memset"),
+    ("reductions", r"reduce|Reduce|sum|norm"),
+    ("other elementwise", r"elementwise|vectorized|unrolled|triton_"),
+]
+
+
+def kind_of(name: str) -> str:
+    return next((k for k, pat in KINDS if re.search(pat, name)), "other")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="samba-421m")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--seq-len", type=int, default=4096)
+    ap.add_argument("--backend", default="kernel")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--trace", help="also write a Chrome trace here")
+    args = ap.parse_args()
+
+    dev = torch.device("cuda")
+    cfg = get_preset(args.preset).model
+    vocab = cfg.vocab_size or 32000
+    torch.manual_seed(0)
+    model = HybridLM(cfg, vocab_size=vocab).to(dev)
+    backends = model.set_backend(args.backend, dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
+    x = torch.randint(0, vocab, (args.batch, args.seq_len + 1), device=dev)
+    inp, tgt = x[:, :-1], x[:, 1:]
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model.loss(inp, tgt)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(args.warmup):
+        step()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as prof:
+        start.record()
+        for _ in range(args.steps):
+            step()
+        end.record()
+        torch.cuda.synchronize()
+    wall_ms = start.elapsed_time(end) / args.steps
+    if args.trace:
+        prof.export_chrome_trace(args.trace)
+
+    # Per-kernel device time from the raw events (CUDA kernels only, not the CPU-side op rows).
+    per_kernel: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for ev in prof.events():
+        if ev.device_type == torch.autograd.DeviceType.CUDA:
+            rec = per_kernel[ev.name]
+            rec[0] += ev.time_range.elapsed_us() / 1000.0  # us -> ms
+            rec[1] += 1
+    total_ms = sum(v[0] for v in per_kernel.values()) / args.steps
+    print(f"# {args.preset}, backend {args.backend} {backends}, batch {args.batch} x {args.seq_len}, "
+          f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}")
+    print(f"# step (CUDA events, under the profiler): {wall_ms:.1f} ms; summed kernel time {total_ms:.1f} ms/step "
+          f"({100 * total_ms / wall_ms:.0f}% of the step; the rest is GPU idle, i.e. launch/host bound)")
+    kinds: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for name, (ms, n) in per_kernel.items():
+        k = kinds[kind_of(name)]
+        k[0] += ms / args.steps
+        k[1] += n // args.steps
+    print("\n## Time by kind (per step)\n")
+    print("| kind | ms/step | share of kernel time | launches/step |")
+    print("|---|---|---|---|")
+    for k, (ms, n) in sorted(kinds.items(), key=lambda kv: -kv[1][0]):
+        print(f"| {k} | {ms:.1f} | {100 * ms / total_ms:.1f}% | {n} |")
+    print(f"\n## Top {args.top} CUDA kernels by time (per step)\n")
+    print("| ms/step | share | calls/step | kind | kernel |")
+    print("|---|---|---|---|---|")
+    for name, (ms, n) in sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[: args.top]:
+        short = name if len(name) <= 110 else name[:107] + "..."
+        short = short.replace("|", "/")
+        print(f"| {ms / args.steps:.2f} | {100 * ms / args.steps / total_ms:.1f}% | {n // args.steps} | "
+              f"{kind_of(name)} | `{short}` |")
+    print(f"\n## torch.profiler key_averages, sorted by device time (top {args.top})\n")
+    print(prof.key_averages().table(sort_by="device_time_total", row_limit=args.top, max_name_column_width=70))
+
+
+if __name__ == "__main__":
+    main()

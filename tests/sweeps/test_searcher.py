@@ -1,0 +1,113 @@
+"""LayoutSearch: infeasible samples are told to Optuna as infeasible (never trained, never a score),
+duplicate canonical samples reuse the result of the trial that ran them, and an exhausted space ends
+the sweep. The searcher is driven directly (suggest / on_trial_complete), as Ray Tune drives it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from search_space.space import SearchSpace
+from sweeps.searcher import LayoutSearch, read_events
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+BASE = {"model": {"pattern": "M-F", "d_model": 32, "mixers": {"A": {"heads": 2, "window": 16}}}, "data": {"seq_len": 32}}
+
+
+def _searcher(tmp_path: Path, space: SearchSpace, **kw) -> LayoutSearch:  # type: ignore[no-untyped-def]
+    kw.setdefault("metric", "val/loss")
+    kw.setdefault("mode", "min")
+    return LayoutSearch(space, events_path=str(tmp_path / "events.jsonl"),
+                        sampler=optuna.samplers.RandomSampler(seed=0), **kw)
+
+
+def test_infeasible_samples_become_constrained_pruned_trials_and_never_run(tmp_path: Path) -> None:
+    space = SearchSpace(BASE, patterns=["M-F", "(A-F)*2"], constraints={"max_attention_layers": 1}, vocab_size=259)
+    s = _searcher(tmp_path, space)
+    configs = [s.suggest(f"t{i}") for i in range(3)]
+    assert all(c["model.pattern"] == "M-F" for c in configs if c is not Searcher.FINISHED)
+    study = s._ot_study
+    infeasible = [t for t in study.trials if "infeasible" in t.user_attrs]
+    assert infeasible, "the random sampler drew (A-F)*2 at least once in this seed"
+    for t in infeasible:
+        assert t.state == TrialState.PRUNED and t.values is None
+        assert t.constraints == {"feasible": 1.0}  # Optuna's constrained samplers steer away from it
+        assert "max_attention_layers" in t.user_attrs["infeasible"]
+    events = read_events(tmp_path / "events.jsonl")
+    assert {e["kind"] for e in events} >= {"infeasible"}
+    assert all(e["pattern"] == "(A-F)*2" for e in events if e["kind"] == "infeasible")
+
+
+def test_a_duplicate_of_a_finished_trial_is_answered_with_its_result(tmp_path: Path) -> None:
+    space = SearchSpace(BASE, patterns=["(M-F)*2", "M-F-M-F", "A-F"], vocab_size=259)
+    s = _searcher(tmp_path, space, points_to_evaluate=[{"model.pattern": "(M-F)*2"}, {"model.pattern": "M-F-M-F"},
+                                                        {"model.pattern": "A-F"}])
+    first = s.suggest("t0")
+    assert first["model.pattern"] == "(M-F)*2"
+    s.on_trial_complete("t0", {"val/loss": 2.5, "training_iteration": 1})
+    second = s.suggest("t1")  # the enqueued M-F-M-F is the same model: answered, then A-F is drawn
+    assert second["model.pattern"] == "A-F"
+    dup = [t for t in s._ot_study.trials if t.user_attrs.get("duplicate_of") == "t0"]
+    assert len(dup) == 1 and dup[0].state == TrialState.COMPLETE and dup[0].value == 2.5
+    assert dup[0].params == {"model.pattern": "M-F-M-F"}
+    assert [e["kind"] for e in read_events(tmp_path / "events.jsonl")] == ["duplicate"]
+
+
+def test_a_duplicate_of_a_running_trial_waits_for_its_result(tmp_path: Path) -> None:
+    space = SearchSpace(BASE, patterns=["(M-F)*2", "M-F-M-F", "A-F"], vocab_size=259)
+    s = _searcher(tmp_path, space, points_to_evaluate=[{"model.pattern": "(M-F)*2"}, {"model.pattern": "M-F-M-F"},
+                                                        {"model.pattern": "A-F"}])
+    assert s.suggest("t0")["model.pattern"] == "(M-F)*2"
+    assert s.suggest("t1")["model.pattern"] == "A-F"
+    waiting = [t for t in s._ot_study.trials if t.user_attrs.get("duplicate_of") == "t0"]
+    assert len(waiting) == 1 and waiting[0].state == TrialState.RUNNING
+    s.on_trial_complete("t0", {"val/loss": 1.75})
+    told = s._ot_study.trials[waiting[0].number]
+    assert told.state == TrialState.COMPLETE and told.value == 1.75
+
+
+def test_multi_objective_duplicates_get_every_value(tmp_path: Path) -> None:
+    space = SearchSpace(BASE, patterns=["(M-F)*2", "M-F-M-F"], vocab_size=259)
+    s = _searcher(tmp_path, space, metric=["val/ppl", "perf/tokens_per_s"], mode=["min", "max"], max_attempts=5,
+                  points_to_evaluate=[{"model.pattern": "(M-F)*2"}, {"model.pattern": "M-F-M-F"}])
+    s.suggest("t0")
+    s.on_trial_complete("t0", {"val/ppl": 9.0, "perf/tokens_per_s": 1000.0})
+    assert s.suggest("t1") is Searcher.FINISHED  # every remaining sample repeats t0
+    dup = [t for t in s._ot_study.trials if t.user_attrs.get("duplicate_of") == "t0"]
+    assert dup and all(t.values == [9.0, 1000.0] for t in dup)
+    assert s._ot_study.trials[0].values == [9.0, 1000.0]
+
+
+def test_an_exhausted_space_finishes_the_sweep_with_an_event(tmp_path: Path) -> None:
+    space = SearchSpace(BASE, patterns=["M-F", "F-M-F"], vocab_size=259)
+    s = _searcher(tmp_path, space, max_attempts=20)
+    a, b = s.suggest("t0"), s.suggest("t1")
+    assert {a["model.pattern"], b["model.pattern"]} == {"M-F", "F-M-F"}
+    s.on_trial_complete("t0", {"val/loss": 3.0})
+    s.on_trial_complete("t1", {"val/loss": 3.1})
+    assert s.suggest("t2") is Searcher.FINISHED
+    assert s.exhausted
+    assert read_events(tmp_path / "events.jsonl")[-1]["kind"] == "exhausted"
+
+
+def test_a_failed_trial_fails_its_waiting_duplicates(tmp_path: Path) -> None:
+    space = SearchSpace(BASE, patterns=["(M-F)*2", "M-F-M-F", "A-F"], vocab_size=259)
+    s = _searcher(tmp_path, space, points_to_evaluate=[{"model.pattern": "(M-F)*2"}, {"model.pattern": "M-F-M-F"},
+                                                        {"model.pattern": "A-F"}])
+    s.suggest("t0")
+    s.suggest("t1")
+    s.on_trial_complete("t0", None, error=True)
+    dup = [t for t in s._ot_study.trials if t.user_attrs.get("duplicate_of") == "t0"]
+    assert dup and all(t.state == TrialState.FAIL for t in dup)
+
+
+def test_dedup_off_trains_every_sample(tmp_path: Path) -> None:
+    space = SearchSpace(BASE, patterns=["(M-F)*2", "M-F-M-F"], vocab_size=259)
+    s = _searcher(tmp_path, space, dedup=False, points_to_evaluate=[{"model.pattern": "(M-F)*2"},
+                                                                     {"model.pattern": "M-F-M-F"}])
+    assert s.suggest("t0")["model.pattern"] == "(M-F)*2"
+    assert s.suggest("t1")["model.pattern"] == "M-F-M-F"
