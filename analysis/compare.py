@@ -50,6 +50,20 @@ class TrialRow:
         return self.metrics.get(key, math.nan)
 
     @property
+    def repeat_key(self) -> str:
+        """Trials with equal keys differ only in ``train.seed``: repeats of one configuration.
+
+        Built from the layout hash and every logged ``model.``, ``data.`` and ``train.`` param except the
+        seed and display-only settings, so two trials of one pattern with other windows or state sizes
+        are not mistaken for seeds of one model.
+        """
+        skip = {"train.seed", "train.progress", "train.device", "train.threads"}
+        parts = [self.layout_hash or self.pattern]
+        parts += [f"{k}={v}" for k, v in sorted(self.params.items())
+                  if k.startswith(("model.", "data.", "train.")) and k not in skip]
+        return "\n".join(parts)
+
+    @property
     def ppl_at(self) -> dict[int, float]:
         """Perplexity by evaluation length, from the ``val/ppl_len{L}`` metrics."""
         out = {}
@@ -247,6 +261,6 @@ def format_leaderboard(
         out.append(f"Pareto front ({what}; finished trials): {len(front)} of {sum(r.status == 'ok' for r in rows)}")
         first = next(iter(obj))
         for r in sorted(front, key=lambda r: r.metric(first), reverse=obj[first] == "max"):
-            values = "  ".join(f"{m}={format_number(r.metric(m), 4)}" for m in obj)
+            values = "  ".join(f"{m}={format_number(r.metric(m), 4 if abs(r.metric(m)) < 100 else 0)}" for m in obj)
             out.append(f"  {r.pattern}  {values}")
     return "\n".join(out)

@@ -3,7 +3,7 @@
 The figures follow the Samba paper's (Ren et al. 2024, arXiv 2406.07522; samba-facts.md): perplexity
 against evaluation length (Fig. 1a / 2a, §3.3), attention and S6 selection entropy per layer (Fig. 5,
 App. C / E, §4), and quality against speed. Metric names are design.md's "MLflow record"; rows are
-``analysis.compare.TrialRow``. Trials that share a ``layout_hash`` are seeds of one layout: their
+``analysis.compare.TrialRow``. Trials that differ only in their seed are repeats of one configuration: their
 values are averaged and the sample standard deviation over seeds is drawn as error bars. Trials that
 a scheduler stopped early (status ``pruned``) are kept apart from finished ones, drawn hollow or dashed
 and left out of the Pareto front, since their metrics come from fewer steps.
@@ -64,12 +64,13 @@ def _finite(v: float) -> bool:
 
 @dataclass
 class LayoutGroup:
-    """Trials of one layout (one ``layout_hash``) with the same finished/pruned state: seeds to average."""
+    """Trials of one configuration up to the seed, with the same finished/pruned state: seeds to average."""
 
     key: str
     pattern: str
     finished: bool
     rows: list[TrialRow] = field(default_factory=list)
+    variant: str = ""  # the settings that tell this group from others of the same pattern
 
     @property
     def n(self) -> int:
@@ -77,7 +78,7 @@ class LayoutGroup:
 
     @property
     def label(self) -> str:
-        text = _short(self.pattern)
+        text = _short(self.pattern) + (f" [{self.variant}]" if self.variant else "")
         notes = [f"{self.n} seeds"] if self.n > 1 else []
         if not self.finished:
             notes.append("pruned")
@@ -95,13 +96,23 @@ class LayoutGroup:
 
 
 def group_by_layout(rows: Sequence[TrialRow]) -> list[LayoutGroup]:
-    """Rows grouped by ``layout_hash`` (the pattern when it is missing) and finished state, first seen first."""
+    """Rows grouped by configuration up to the seed (``TrialRow.repeat_key``) and finished state, first
+    seen first. Groups of one pattern that differ in other settings are labelled with those settings."""
     groups: dict[tuple[str, bool], LayoutGroup] = {}
     for r in rows:
-        key = r.layout_hash or r.pattern
         finished = r.status in FINISHED
-        g = groups.setdefault((key, finished), LayoutGroup(key, r.pattern, finished))
+        g = groups.setdefault((r.repeat_key, finished), LayoutGroup(r.layout_hash or r.pattern, r.pattern, finished))
         g.rows.append(r)
+    by_pattern: dict[str, list[LayoutGroup]] = {}
+    for g in groups.values():
+        by_pattern.setdefault(g.pattern, []).append(g)
+    for same in by_pattern.values():
+        if len({g.rows[0].repeat_key for g in same}) < 2:
+            continue
+        keys = set().union(*(g.rows[0].params for g in same))
+        differ = sorted(k for k in keys if len({g.rows[0].params.get(k) for g in same}) > 1 and k != "train.seed")
+        for g in same:
+            g.variant = ", ".join(f"{k.rsplit('.', 1)[-1]}={g.rows[0].params.get(k)}" for k in differ[:3])
     return list(groups.values())
 
 

@@ -14,7 +14,7 @@ What is solved (``solve``), always in multiples of ``multiple_of``:
 - ``d_model+mlp``: the largest ``d_model`` whose model at the usual MLP width (8/3·d) is within the
   target, then the MLP width fills the rest (when even the narrowest such model is too big, the MLP
   starts from ``multiple_of``); this reaches a tight tolerance for any layout with ``F`` and keeps the
-  model's shape normal.
+  model's shape normal. A layout without a free ``F`` solves ``d_model`` alone.
 
 Both counts grow monotonically with either width, so each solve is a safeguarded interpolation search
 (bisection when interpolation stalls) over the candidate multiples: a handful of meta-device builds,
@@ -533,7 +533,9 @@ def match_budget(model: Mapping[str, Any], budget: Budget, vocab_size: int, seq_
     """
     problem = _Problem(model, budget, vocab_size, seq_len)
     solve, m = budget.solve, budget.multiple_of
-    if solve in ("mlp", "d_model+mlp") and not problem.has_free_mlp():
+    if solve == "d_model+mlp" and not problem.has_free_mlp():
+        solve = "d_model"  # a layout without a free MLP (Mamba-only, ...) has only its width to solve
+    if solve == "mlp" and not problem.has_free_mlp():
         raise BudgetInfeasible(
             f"pattern {problem.base.pattern!r}: solve: {solve} needs an F sublayer without an explicit hidden=; "
             f"use solve: d_model"

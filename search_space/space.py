@@ -427,4 +427,7 @@ class SearchSpace:
             target = self.budget.params if self.budget.params is not None else self.budget.flops_per_token
             what = "params" if self.budget.params is not None else "FLOPs/token"
             lines.append(f"budget: {what} {target:,.0f} ± {self.budget.tolerance:.1%} (solve {self.budget.solve})")
+        limits = {k: v for k, v in dataclasses.asdict(self.constraints).items() if v is not None}
+        if limits:
+            lines.append("constraints: " + ", ".join(f"{k} {v:,}" for k, v in limits.items()))
         return lines

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 import traceback
@@ -314,6 +315,9 @@ def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
         optuna.samplers.TPESampler(seed=s.seed) if s.sampler == "tpe" else optuna.samplers.RandomSampler(seed=s.seed)
     )
     space = build_space(cfg)
+    print(f"sweep {s.name}: search space", file=sys.stderr)
+    for line in space.describe_dims():
+        print(f"  {line}", file=sys.stderr)
     first: list[dict[str, Any]] | None = None
     if s.enqueue_patterns and s.patterns:
         first = [{PATTERN_KEY: p} for p in s.patterns]

@@ -81,6 +81,16 @@ def test_metric_history_keeps_the_last_value_of_a_repeated_step(small_sweep_home
     assert metric_history(c, run_id, "train/loss") == []
 
 
+def test_only_trials_that_differ_in_their_seed_are_repeats() -> None:
+    def trial(name: str, seed: int, window: int) -> TrialRow:
+        r = row(name, 100.0, 10.0 + seed, "L")
+        r.params = {"train.seed": str(seed), "model.mixers.A.window": str(window), "train.lr": "0.003"}
+        return r
+
+    groups = plots.group_by_layout([trial("a", 0, 32), trial("b", 1, 32), trial("c", 0, 64)])
+    assert [(g.n, g.label) for g in groups] == [(2, "L [window=32] (2 seeds)"), (1, "L [window=64]")]
+
+
 def test_seeds_of_a_layout_are_averaged_with_std() -> None:
     rows = [row("s0", 100, 10.0, "L1", **{"val/ppl_len32": 10.0, "val/ppl_len64": 12.0}),
             row("s1", 140, 14.0, "L1", **{"val/ppl_len32": 14.0, "val/ppl_len64": 16.0}),

@@ -196,3 +196,15 @@ def test_bad_specs_name_the_key_and_the_fix(kwargs: dict, message: str) -> None:
     with pytest.raises(SpaceError) as e:
         _space(**kwargs)
     assert message in str(e.value)
+
+
+def test_the_start_up_summary_names_every_dimension() -> None:
+    space = _space(layouts={"depth": [2, 4], "attention_fraction": [0.0, 0.5]},
+                   space={"model.mixers.A.window": {"choices": [16, 32]}},
+                   budget={"params": 2e5, "tolerance": 0.05, "solve": "mlp", "multiple_of": 8},
+                   constraints={"max_attention_layers": 1})
+    lines = space.describe_dims()
+    assert lines[0].startswith("layouts: ") and lines[0].endswith("distinct generated layouts")
+    assert "model.mixers.A.window: [16, 32]" in lines
+    assert "budget: params 200,000 ± 5.0% (solve mlp)" in lines
+    assert "constraints: max_attention_layers 1" in lines
