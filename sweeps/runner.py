@@ -305,10 +305,9 @@ def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search import ConcurrencyLimiter
 
     from sweeps.progress import SweepProgress
-    from sweeps.searcher import LayoutSearch
+    from sweeps.searcher import Generator, LayoutSearch, Limiter
 
     s = cfg.sweep
     sampler = (
@@ -346,7 +345,7 @@ def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
     return tune.Tuner(
         wrapped,
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent),
+            search_alg=Generator(Limiter(searcher, s.max_concurrent, str(storage / s.name)), str(storage / s.name)),
             scheduler=scheduler,
             num_samples=s.num_samples,
             trial_dirname_creator=trial_dirname,

@@ -13,6 +13,18 @@ Neither starts a Ray trial. Each such event is printed once and appended to ``ev
 lines), which the runner logs on the sweep's parent run. When ``max_attempts`` asks in a row give
 nothing new, the space is exhausted and the searcher finishes the sweep early (recorded as an event).
 
+Resume. Ray writes the experiment state (its trials) and the searcher state one after the other and
+syncs them to storage file by file, so after a killed driver they can be from different moments: a
+trial the experiment state knows may be missing from the searcher state, or the searcher may have
+handed out samples (taking enqueued points off Optuna's queue) for trials Ray no longer knows. Every
+sample therefore records its Ray trial id in the Optuna storage (user attribute ``ray_trial_id``,
+written in the same transaction-backed store as the sample), and on restore the searcher rebuilds its
+map from that store against the trials of the experiment state: samples of trials Ray kept are
+reattached, samples of trials Ray lost are handed out again to the next new trials (event
+``reissued``) before anything new is asked, so no sample is lost or trained twice. ``Limiter`` and
+``Generator`` (the concurrency limit and Ray's trial counter) are pruned and recounted against the same
+trial list.
+
 Module-level and picklable by reference, so Tune's resume restores it (stack-notes.md §1).
 """
 
@@ -25,14 +37,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from search_space.space import SearchSpace
 
-__all__ = ["LayoutSearch", "read_events"]
+__all__ = ["LayoutSearch", "Limiter", "Generator", "read_events", "known_ray_trials"]
 
 FEASIBLE = "feasible"
+RAY_TRIAL = "ray_trial_id"
+
+
+def known_ray_trials(exp_dir: str | Path) -> set[str] | None:
+    """Trial ids in the newest experiment state of a Ray Tune experiment folder (None if unreadable)."""
+    states = sorted(Path(exp_dir).glob("experiment_state-*.json"))
+    if not states:
+        return None
+    try:
+        data = json.loads(states[-1].read_text())
+        return {json.loads(entry[0])["trial_id"] for entry in data["trial_data"]}
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
 
 
 def read_events(path: str | Path) -> list[dict[str, Any]]:
@@ -66,6 +91,7 @@ class LayoutSearch(OptunaSearch):
         self._key_trial: dict[str, str] = {}  # key -> Ray trial id that runs/ran it
         self._waiting: dict[str, list[Any]] = {}  # key -> Optuna trials waiting for that result
         self._exhausted = False
+        self._reissue: list[int] = []  # Optuna trial numbers whose Ray trial was lost in a crash
         self._t0 = time.time()
 
     def _event(self, kind: str, **info: Any) -> None:
@@ -82,6 +108,9 @@ class LayoutSearch(OptunaSearch):
             return Searcher.FINISHED
         if trial_id in self._trial_configs:
             return dict(self._trial_configs[trial_id])
+        reissued = self._next_reissue(trial_id)
+        if reissued is not None:
+            return reissued
         for _ in range(self._max_attempts):
             ot_trial = self._ot_study.ask()
             sample = self._layout_space.sample(ot_trial)
@@ -108,14 +137,79 @@ class LayoutSearch(OptunaSearch):
                 self._event("duplicate", pattern=pattern, duplicate_of=original, params=sample.params,
                             optuna_trial=ot_trial.number)
                 continue
-            self._ot_trials[trial_id] = ot_trial
-            self._trial_keys[trial_id] = sample.key
-            self._key_trial[sample.key] = trial_id
-            self._trial_configs[trial_id] = dict(sample.overrides)
+            ot_trial.set_user_attr(RAY_TRIAL, trial_id)
+            self._register(trial_id, ot_trial, sample.key, sample.overrides)
             return dict(sample.overrides)
         self._exhausted = True
         self._event("exhausted", reason=f"{self._max_attempts} samples in a row were infeasible or duplicates")
         return Searcher.FINISHED
+
+    def _register(self, trial_id: str, ot_trial: Any, key: str, overrides: dict[str, Any]) -> None:
+        self._ot_trials[trial_id] = ot_trial
+        self._trial_keys[trial_id] = key
+        self._key_trial[key] = trial_id
+        self._trial_configs[trial_id] = dict(overrides)
+
+    def _resample(self, frozen: Any) -> Any:
+        """The sample an Optuna trial's recorded parameters describe (same overrides, same key)."""
+        from optuna.trial import FixedTrial
+
+        return self._layout_space.sample(FixedTrial(frozen.params))
+
+    def _next_reissue(self, trial_id: str) -> dict[str, Any] | None:
+        from optuna.trial import Trial, TrialState
+
+        while self._reissue:
+            frozen = self._ot_study.trials[self._reissue.pop(0)]
+            sample = self._resample(frozen)
+            if sample.key is None:
+                continue
+            if frozen.state == TrialState.RUNNING:
+                live = Trial(self._ot_study, frozen._trial_id)
+                live.set_user_attr(RAY_TRIAL, trial_id)
+            else:  # told already (it finished before the crash): train it again for its records only
+                live = frozen
+                self._completed_trials.add(trial_id)
+            self._register(trial_id, live, sample.key, sample.overrides)
+            self._event("reissued", pattern=sample.overrides.get("model.pattern", ""), params=frozen.params,
+                        optuna_trial=frozen.number, reason=f"its Ray trial {frozen.user_attrs.get(RAY_TRIAL)} "
+                        "was lost when the driver stopped")
+            return dict(sample.overrides)
+        return None
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._resync(known_ray_trials(Path(self._events_path).parent))
+
+    def _resync(self, known: set[str] | None) -> None:
+        """Rebuild the Ray trial -> sample map from the Optuna storage against Ray's restored trials."""
+        from optuna.trial import Trial, TrialState
+
+        if known is None:
+            return
+        self._reissue = []
+        for trial_id in [t for t in self._ot_trials if t not in known]:
+            self._ot_trials.pop(trial_id, None)
+            self._trial_configs.pop(trial_id, None)
+            key = self._trial_keys.pop(trial_id, None)
+            if key is not None and self._key_trial.get(key) == trial_id:
+                del self._key_trial[key]
+        for frozen in self._ot_study.get_trials(deepcopy=False):
+            ray_id = frozen.user_attrs.get(RAY_TRIAL)
+            if ray_id is None or frozen.state not in (TrialState.RUNNING, TrialState.COMPLETE):
+                continue
+            if ray_id not in known:
+                self._reissue.append(frozen.number)
+                continue
+            if ray_id not in self._ot_trials:
+                sample = self._resample(frozen)
+                if sample.key is None:
+                    continue
+                live = Trial(self._ot_study, frozen._trial_id) if frozen.state == TrialState.RUNNING else frozen
+                self._register(ray_id, live, sample.key, sample.overrides)
+            if frozen.state == TrialState.COMPLETE:
+                self._completed_trials.add(ray_id)
+                self._key_values[self._trial_keys[ray_id]] = frozen.values if isinstance(self.metric, list) else frozen.value
 
     def _values(self, result: dict | None) -> Any:
         if not result:
@@ -132,7 +226,14 @@ class LayoutSearch(OptunaSearch):
         else:
             self._ot_study.tell(ot_trial, values)
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return  # a reissued trial whose sample Optuna already has a value for, or one Ray lost
+        super().on_trial_result(trial_id, result)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
         super().on_trial_complete(trial_id, result=result, error=error)
         key = self._trial_keys.get(trial_id)
         if key is None:
@@ -151,3 +252,40 @@ def _state(name: str) -> Any:
     from optuna.trial import TrialState
 
     return getattr(TrialState, name)
+
+
+class Limiter(ConcurrencyLimiter):
+    """Ray's ConcurrencyLimiter, made safe for a resume from mismatched state files: results of trials it
+    does not hold as live still reach the searcher, and on restore it forgets trials Ray lost (which
+    would otherwise count against the limit forever and stall the sweep)."""
+
+    def __init__(self, searcher: Searcher, max_concurrent: int, exp_dir: str) -> None:
+        super().__init__(searcher, max_concurrent=max_concurrent)
+        self._exp_dir = exp_dir
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.live_trials:
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        known = known_ray_trials(self._exp_dir)
+        if known is not None:
+            self.live_trials = {t for t in self.live_trials if t in known}
+
+
+class Generator(SearchGenerator):
+    """Ray's SearchGenerator whose trial counter is recounted from the restored trials on resume, so a
+    counter saved before the last trials were created does not make the sweep run extra trials."""
+
+    def __init__(self, searcher: Searcher, exp_dir: str) -> None:
+        super().__init__(searcher)
+        self._exp_dir = exp_dir
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        known = known_ray_trials(self._exp_dir)
+        if known is not None:
+            self._counter = len(known)

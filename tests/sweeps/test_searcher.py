@@ -4,6 +4,7 @@ the sweep. The searcher is driven directly (suggest / on_trial_complete), as Ray
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -111,3 +112,61 @@ def test_dedup_off_trains_every_sample(tmp_path: Path) -> None:
                                                                      {"model.pattern": "M-F-M-F"}])
     assert s.suggest("t0")["model.pattern"] == "(M-F)*2"
     assert s.suggest("t1")["model.pattern"] == "M-F-M-F"
+
+
+def _experiment_state(exp_dir: Path, trial_ids: list[str]) -> None:
+    """The part of Ray's experiment_state-*.json the searcher reads on resume: the trials Ray restores."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    data = {"trial_data": [[json.dumps({"trial_id": t}), "{}"] for t in trial_ids]}
+    (exp_dir / "experiment_state-2026-11-30_07-00-00.json").write_text(json.dumps(data))
+
+
+PATTERNS = ["M-F", "A-F", "(M|A)-F", "G-F-R-F"]
+
+
+def _resumable(exp_dir: Path, enqueue: bool = True) -> LayoutSearch:
+    """A searcher on the sweep's Optuna storage; ``enqueue=False`` is the copy Ray unpickles on resume
+    (its constructor, which enqueues the listed patterns, does not run again)."""
+    space = SearchSpace(BASE, patterns=PATTERNS, vocab_size=259)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{exp_dir.parent / 'optuna.db'}")
+    return LayoutSearch(space, events_path=str(exp_dir / "search_events.jsonl"), metric="val/loss", mode="min",
+                        sampler=optuna.samplers.RandomSampler(seed=0), storage=storage, study_name="resume",
+                        points_to_evaluate=[{"model.pattern": p} for p in PATTERNS] if enqueue else None)
+
+
+def test_resume_hands_out_again_the_samples_of_trials_ray_lost(tmp_path: Path) -> None:
+    exp_dir = tmp_path / "ray" / "resume"
+    before = _resumable(exp_dir)
+    assert before.suggest("t0")["model.pattern"] == "M-F"
+    assert before.suggest("t1")["model.pattern"] == "A-F"
+    before.save(str(tmp_path / "searcher.pkl"))  # the searcher state Ray saved last
+    assert before.suggest("t2")["model.pattern"] == "(M|A)-F"  # handed out after that save ...
+    before.on_trial_complete("t0", {"val/loss": 2.0})
+    _experiment_state(exp_dir, ["t0", "t1"])  # ... and Ray's saved experiment lost trial t2
+
+    after = _resumable(exp_dir, enqueue=False)
+    after.restore(str(tmp_path / "searcher.pkl"))
+    assert after.suggest("t3")["model.pattern"] == "(M|A)-F"  # t2's sample again, not a new one
+    assert after.suggest("t4")["model.pattern"] == "G-F-R-F"  # then the queue goes on
+    assert "reissued" in [e["kind"] for e in read_events(exp_dir / "search_events.jsonl")]
+    after.on_trial_complete("t3", {"val/loss": 1.5})
+    trials = {t.params["model.pattern"]: t for t in after._ot_study.trials}
+    assert trials["(M|A)-F"].value == 1.5 and trials["(M|A)-F"].user_attrs["ray_trial_id"] == "t3"
+    assert len(after._ot_study.trials) == 4  # nothing sampled twice
+
+
+def test_resume_reattaches_trials_the_searcher_state_missed(tmp_path: Path) -> None:
+    exp_dir = tmp_path / "ray" / "resume"
+    before = _resumable(exp_dir)
+    before.suggest("t0")
+    before.save(str(tmp_path / "searcher.pkl"))  # older than the experiment state below
+    before.suggest("t1")
+    _experiment_state(exp_dir, ["t0", "t1"])
+
+    after = _resumable(exp_dir, enqueue=False)
+    after.restore(str(tmp_path / "searcher.pkl"))
+    after.on_trial_complete("t1", {"val/loss": 3.0})  # Ray restored t1; its result reaches Optuna
+    a_f = next(t for t in after._ot_study.trials if t.params["model.pattern"] == "A-F")
+    assert a_f.state == TrialState.COMPLETE and a_f.value == 3.0
+    assert after.suggest("t2")["model.pattern"] == "(M|A)-F"
