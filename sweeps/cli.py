@@ -77,11 +77,13 @@ def _print_ui_hint(home: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from sweeps.config import load_config, to_plain
+    from sweeps.paths import share_kernel_cache
     from sweeps.tracking import MLflowHooks, client, ensure_experiment, finish_run, set_home, start_run
     from sweeps.train import Diverged, Hooks, run_training
 
     cfg = load_config(args.config, args.overrides)
     home = set_home(cfg.tracking.home)
+    share_kernel_cache(home)
     c = client(home)
     exp_id = ensure_experiment(c, cfg.tracking.experiment or "train", home)
     run_id = start_run(c, exp_id, cfg.tracking.run_name or cfg.model.pattern, {"hybridlab.role": "train"})

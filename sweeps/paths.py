@@ -1,7 +1,8 @@
 """Where hybridlab keeps its runs on disk (design.md, "Runs on disk").
 
 ``HYBRIDLAB_HOME`` (default ``./runs``, always made absolute) holds ``mlflow.db``, ``artifacts/``,
-``ray/``, ``optuna.db`` and ``cache/`` (tokenized corpora).
+``ray/``, ``optuna.db`` and ``cache/`` (tokenized corpora, and ``cache/triton``: compiled Triton kernels
+with fla's autotuning results, shared by every run and trial under this home).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["HOME_ENV", "hybridlab_home", "cache_dir"]
+__all__ = ["HOME_ENV", "hybridlab_home", "cache_dir", "share_kernel_cache"]
 
 HOME_ENV = "HYBRIDLAB_HOME"
 
@@ -29,3 +30,14 @@ def cache_dir() -> Path:
     path = hybridlab_home() / "cache"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def share_kernel_cache(home: Path | None = None) -> dict[str, str]:
+    """Point Triton's cache (compiled kernels and fla's autotune results, ``FLA_CACHE_RESULTS`` is on by
+    default) at ``HOME/cache/triton`` unless the user chose one, and return the variables to hand to
+    other processes (Ray trials on other nodes). fla's kernels autotune for minutes on first use
+    (shared/gpu/README.md); with one cache per home, only the first run of a shape pays for it."""
+    path = (home or hybridlab_home()) / "cache" / "triton"
+    os.environ.setdefault("TRITON_CACHE_DIR", str(path))
+    Path(os.environ["TRITON_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
+    return {"TRITON_CACHE_DIR": os.environ["TRITON_CACHE_DIR"]}

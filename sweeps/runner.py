@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from sweeps.config import ConfigLoadError, RunConfig, apply_dotted, from_plain, to_plain
+from sweeps.paths import share_kernel_cache
 from sweeps.space import PATTERN_KEY, PRESET_KEY, build_space
 from sweeps.tracking import (
     ROLE_TAG,
@@ -233,10 +234,12 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
         log_config(c, parent, to_plain(cfg))
 
     os.environ["MLFLOW_TRACKING_URI"] = tracking_uri(home)
+    kernel_env = share_kernel_cache(home)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     init_kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", "log_to_driver": not quiet}
     if address:
         init_kwargs["address"] = address
+        init_kwargs["runtime_env"] = {"env_vars": kernel_env}  # local workers inherit os.environ
     else:
         init_kwargs.update(address="local", num_cpus=os.cpu_count(), object_store_memory=100 * 2**20)
         if cfg.sweep.gpus_per_trial > 0:
