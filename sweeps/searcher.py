@@ -210,6 +210,16 @@ class LayoutSearch(OptunaSearch):
             if frozen.state == TrialState.COMPLETE:
                 self._completed_trials.add(ray_id)
                 self._key_values[self._trial_keys[ray_id]] = frozen.values if isinstance(self.metric, list) else frozen.value
+        self._waiting = {}  # duplicates still waiting for their original's result, from the storage
+        for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            key = frozen.user_attrs.get("sample_key")
+            if "duplicate_of" not in frozen.user_attrs or RAY_TRIAL in frozen.user_attrs or key is None:
+                continue
+            live = Trial(self._ot_study, frozen._trial_id)
+            if key in self._key_values:
+                self._tell_duplicate(live, self._key_values[key])
+            else:
+                self._waiting.setdefault(key, []).append(live)
 
     def _values(self, result: dict | None) -> Any:
         if not result:

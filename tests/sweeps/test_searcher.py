@@ -170,3 +170,27 @@ def test_resume_reattaches_trials_the_searcher_state_missed(tmp_path: Path) -> N
     a_f = next(t for t in after._ot_study.trials if t.params["model.pattern"] == "A-F")
     assert a_f.state == TrialState.COMPLETE and a_f.value == 3.0
     assert after.suggest("t2")["model.pattern"] == "(M|A)-F"
+
+
+def test_resume_keeps_duplicates_waiting_for_their_original(tmp_path: Path) -> None:
+    exp_dir = tmp_path / "ray" / "resume"
+    space = SearchSpace(BASE, patterns=["(M-F)*2", "M-F-M-F", "A-F"], vocab_size=259)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    exp_dir.mkdir(parents=True)
+
+    def searcher(points: list | None) -> LayoutSearch:
+        return LayoutSearch(space, events_path=str(exp_dir / "search_events.jsonl"), metric="val/loss", mode="min",
+                            sampler=optuna.samplers.RandomSampler(seed=0), storage=storage, study_name="dup",
+                            points_to_evaluate=points)
+
+    before = searcher([{"model.pattern": p} for p in ("(M-F)*2", "M-F-M-F", "A-F")])
+    before.save(str(tmp_path / "searcher.pkl"))
+    before.suggest("t0")
+    before.suggest("t1")  # M-F-M-F waits for t0 on the way to A-F
+    _experiment_state(exp_dir, ["t0", "t1"])
+
+    after = searcher(None)
+    after.restore(str(tmp_path / "searcher.pkl"))
+    after.on_trial_complete("t0", {"val/loss": 2.25})
+    dup = next(t for t in after._ot_study.trials if t.params["model.pattern"] == "M-F-M-F")
+    assert dup.state == TrialState.COMPLETE and dup.value == 2.25
