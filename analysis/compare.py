@@ -45,6 +45,12 @@ class TrialRow:
     metrics: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    preset: str | None = None  # the named preset the trial's model came from, if any
+
+    @property
+    def name(self) -> str:
+        """What a reader calls this trial's model: its preset's name, else its pattern."""
+        return self.preset or self.pattern
 
     def metric(self, key: str) -> float:
         return self.metrics.get(key, math.nan)
@@ -121,6 +127,7 @@ class SweepTable:
                     "run_name": r.run_name,
                     "status": r.status,
                     "pattern": r.pattern,
+                    "preset": r.preset,
                     "layout_hash": r.layout_hash,
                     "params": r.metric("model/params"),
                     "val/ppl": r.metric("val/ppl"),
@@ -183,6 +190,7 @@ def load_sweep(name: str | None = None, home: Path | None = None) -> SweepTable:
                 metrics=dict(run.data.metrics),
                 params=dict(p),
                 error=tags.get("hybridlab.error"),
+                preset=p.get("model.preset") if p.get("model.preset") not in (None, "", "null", "None") else None,
             )
         )
     return SweepTable(name, exp.experiment_id, parent, rows, objectives)
@@ -227,12 +235,15 @@ def format_leaderboard(
     seq = next((r.seq_len for r in rows if r.seq_len), 0)
     lens = [2 * seq, 4 * seq]
     header = ["#", "pattern", "params", "val/ppl", f"ppl@{lens[0]}", f"ppl@{lens[1]}", "tokens/s", "status"]
+    presets = any(r.preset for r in rows)
     extra = [m for m in ([metric] + list(obj)) if m not in ("val/ppl", "perf/tokens_per_s", "model/params")]
     extra = list(dict.fromkeys(extra))
     for j, m in enumerate(extra):
         header.insert(4 + j, m)
     if obj:
         header.append("pareto")
+    if presets:
+        header.insert(1, "preset")
     lines = []
     for i, r in enumerate(rows, 1):
         cells = [
@@ -249,6 +260,8 @@ def format_leaderboard(
             cells.insert(4 + j, format_number(r.metric(m), 4))
         if obj:
             cells.append("*" if r.run_id in on_front else "")
+        if presets:
+            cells.insert(1, r.preset or "-")
         lines.append(cells)
     widths = [max(len(h), *(len(c[j]) for c in lines)) if lines else len(h) for j, h in enumerate(header)]
     out = [f"sweep {table.name}: {len(rows)} trials, sorted by {metric}"]
@@ -262,5 +275,5 @@ def format_leaderboard(
         first = next(iter(obj))
         for r in sorted(front, key=lambda r: r.metric(first), reverse=obj[first] == "max"):
             values = "  ".join(f"{m}={format_number(r.metric(m), 4 if abs(r.metric(m)) < 100 else 0)}" for m in obj)
-            out.append(f"  {r.pattern}  {values}")
+            out.append(f"  {r.name}  {values}")
     return "\n".join(out)

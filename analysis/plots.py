@@ -78,7 +78,7 @@ class LayoutGroup:
 
     @property
     def label(self) -> str:
-        text = _short(self.pattern) + (f" [{self.variant}]" if self.variant else "")
+        text = _short(self.rows[0].name if self.rows else self.pattern) + (f" [{self.variant}]" if self.variant else "")
         notes = [f"{self.n} seeds"] if self.n > 1 else []
         if not self.finished:
             notes.append("pruned")
@@ -105,7 +105,7 @@ def group_by_layout(rows: Sequence[TrialRow]) -> list[LayoutGroup]:
         g.rows.append(r)
     by_pattern: dict[str, list[LayoutGroup]] = {}
     for g in groups.values():
-        by_pattern.setdefault(g.pattern, []).append(g)
+        by_pattern.setdefault(g.rows[0].name, []).append(g)
     for same in by_pattern.values():
         if len({g.rows[0].repeat_key for g in same}) < 2:
             continue

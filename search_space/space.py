@@ -305,6 +305,7 @@ class SearchSpace:
             for k, v in model.items():
                 if k not in _PRESET_SKIP:
                     _flatten(f"model.{k}", v, overrides)
+            overrides[PRESET_KEY] = name  # a label for the record: the model above is already resolved
         elif self.layouts is not None:
             overrides[PATTERN_KEY] = self.layouts.suggest(trial)
 

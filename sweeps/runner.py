@@ -138,7 +138,7 @@ def trainable(sampled: dict[str, Any], base: dict[str, Any], ml: dict[str, str])
         run_id = start_run(
             c,
             ml["experiment_id"],
-            _run_name(str(plain["model"]["pattern"]), trial_id),
+            _run_name(str(plain["model"].get("preset") or plain["model"]["pattern"]), trial_id),
             {ROLE_TAG: "trial", SWEEP_TAG: ml["sweep"], TRIAL_TAG: trial_id, "hybridlab.status": "running"},
             parent_run_id=ml["parent_run_id"],
         )

@@ -175,6 +175,12 @@ def test_presets_are_sampled_with_their_own_model_and_matched_to_one_budget() ->
         assert "model.backend" not in s.overrides  # the sweep's backend wins over the preset's
     s = space.sample(FixedTrial({"model.preset": "tiny-llama2-swa"}))
     assert s.overrides["model.pattern"] == "(A-F)*12" and s.overrides["model.tie_embeddings"] is False
+    assert s.overrides["model.preset"] == "tiny-llama2-swa"  # kept as the trial's label
+    nope = space.sample(FixedTrial({"model.preset": "tiny-samba"})).key
+    assert nope != SearchSpace(
+        {"model": {"pattern": "M", "d_model": 128, "mixers": {}}, "data": {"seq_len": 128}}, presets=["tiny-samba-nope"],
+        budget={"params": 755_000, "tolerance": 0.02, "solve": "mlp", "multiple_of": 8}, vocab_size=VOCAB, seq_len=128,
+    ).sample(FixedTrial({"model.preset": "tiny-samba-nope"})).key  # same pattern, RoPE off: another model
 
 
 @pytest.mark.parametrize(
