@@ -101,7 +101,7 @@ def group_by_layout(rows: Sequence[TrialRow]) -> list[LayoutGroup]:
     groups: dict[tuple[str, bool], LayoutGroup] = {}
     for r in rows:
         finished = r.status in FINISHED
-        g = groups.setdefault((r.repeat_key, finished), LayoutGroup(r.layout_hash or r.pattern, r.pattern, finished))
+        g = groups.setdefault((r.repeat_key, finished), LayoutGroup(r.repeat_key, r.pattern, finished))
         g.rows.append(r)
     by_pattern: dict[str, list[LayoutGroup]] = {}
     for g in groups.values():
@@ -117,10 +117,11 @@ def group_by_layout(rows: Sequence[TrialRow]) -> list[LayoutGroup]:
 
 
 def layout_colors(rows: Sequence[TrialRow]) -> dict[str, str]:
-    """A color per layout key (``layout_hash``, else pattern), in order of first appearance, as the figures use them."""
+    """A color per configuration up to the seed (``TrialRow.repeat_key``, the ``LayoutGroup.key``), in
+    order of first appearance, as the figures use them: seeds share a color, other settings do not."""
     out: dict[str, str] = {}
     for r in rows:
-        key = r.layout_hash or r.pattern
+        key = r.repeat_key
         if key not in out:
             out[key] = _COLORS[len(out) % len(_COLORS)]
     return out

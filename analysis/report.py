@@ -85,7 +85,7 @@ def _trial_colors(rows: Sequence[TrialRow]) -> dict[str, str]:
     by_layout = plots.layout_colors(rows)
     out: dict[str, str] = {}
     for r in rows:
-        out[_trial_label(r, out)] = by_layout[r.layout_hash or r.pattern]
+        out[_trial_label(r, out)] = by_layout[r.repeat_key]
     return out
 
 
