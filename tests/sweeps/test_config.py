@@ -8,10 +8,13 @@ from sweeps.config import ConfigLoadError, RunConfig, from_plain, load_config, p
 
 
 def test_packaged_configs_load() -> None:
-    for name in ("quickstart", "samba_ablation"):
-        cfg = load_config(name)
+    layouts = {"quickstart": "patterns", "samba_ablation": "presets", "layout_search": "layouts"}
+    for name, source in layouts.items():
+        cfg = load_config(name)  # validates the search space too, feasibility included
         assert isinstance(cfg, RunConfig)
-        assert cfg.sweep.patterns
+        assert getattr(cfg.sweep, source), (name, source)
+    assert load_config("samba_ablation").sweep.budget["params"] == 754700
+    assert load_config("layout_search").sweep.objectives == {"val/ppl": "min", "perf/tokens_per_s": "max"}
     assert packaged_config("quickstart").name == "quickstart.yaml"
 
 
