@@ -161,8 +161,15 @@ class LayoutSearch(OptunaSearch):
 
         while self._reissue:
             frozen = self._ot_study.trials[self._reissue.pop(0)]
-            sample = self._resample(frozen)
+            try:
+                sample = self._resample(frozen)
+            except ValueError:  # stopped before all its parameters were drawn: nothing to hand out
+                if frozen.state == TrialState.RUNNING:
+                    self._ot_study.tell(frozen.number, state=TrialState.FAIL)
+                continue
             if sample.key is None:
+                if frozen.state == TrialState.RUNNING:  # stopped before it could be told infeasible
+                    self._ot_study.tell(frozen.number, state=TrialState.FAIL)
                 continue
             if frozen.state == TrialState.RUNNING:
                 live = Trial(self._ot_study, frozen._trial_id)
@@ -179,7 +186,11 @@ class LayoutSearch(OptunaSearch):
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
-        self._resync(known_ray_trials(Path(self._events_path).parent))
+        known = known_ray_trials(Path(self._events_path).parent)
+        if known is None:
+            self._event("resume-unchecked", reason="Ray's experiment state could not be read; the searcher "
+                        "state is used as saved, so a sample handed out just before the stop may be lost")
+        self._resync(known)
 
     def _resync(self, known: set[str] | None) -> None:
         """Rebuild the Ray trial -> sample map from the Optuna storage against Ray's restored trials."""
@@ -196,9 +207,13 @@ class LayoutSearch(OptunaSearch):
                 del self._key_trial[key]
         for frozen in self._ot_study.get_trials(deepcopy=False):
             ray_id = frozen.user_attrs.get(RAY_TRIAL)
-            if ray_id is None or frozen.state not in (TrialState.RUNNING, TrialState.COMPLETE):
+            if frozen.state not in (TrialState.RUNNING, TrialState.COMPLETE) or "duplicate_of" in frozen.user_attrs:
                 continue
-            if ray_id not in known:
+            if ray_id is None and frozen.state == TrialState.COMPLETE:
+                continue
+            if ray_id is None or ray_id not in known:
+                # its Ray trial was lost, or the driver stopped while handing it out (after Optuna took it
+                # off the queue, before it was tied to a trial): hand it out again
                 self._reissue.append(frozen.number)
                 continue
             if ray_id not in self._ot_trials:

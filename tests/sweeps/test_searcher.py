@@ -194,3 +194,19 @@ def test_resume_keeps_duplicates_waiting_for_their_original(tmp_path: Path) -> N
     after.on_trial_complete("t0", {"val/loss": 2.25})
     dup = next(t for t in after._ot_study.trials if t.params["model.pattern"] == "M-F-M-F")
     assert dup.state == TrialState.COMPLETE and dup.value == 2.25
+
+
+def test_resume_hands_out_a_sample_the_driver_was_stopped_in_the_middle_of(tmp_path: Path) -> None:
+    exp_dir = tmp_path / "ray" / "resume"
+    before = _resumable(exp_dir)
+    before.suggest("t0")
+    before.save(str(tmp_path / "searcher.pkl"))
+    taken = before._ot_study.ask()  # the driver took A-F off Optuna's queue and was killed right there
+    before._layout_space.sample(taken)
+    _experiment_state(exp_dir, ["t0"])
+
+    after = _resumable(exp_dir, enqueue=False)
+    after.restore(str(tmp_path / "searcher.pkl"))
+    assert after.suggest("t1")["model.pattern"] == "A-F"
+    assert after.suggest("t2")["model.pattern"] == "(M|A)-F"
+    assert [t.params.get("model.pattern") for t in after._ot_study.trials].count("A-F") == 1
