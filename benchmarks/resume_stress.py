@@ -101,10 +101,12 @@ def main() -> int:
     args = ap.parse_args()
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for point in args.points:
+        for i, point in enumerate(args.points):
             after, delay = point.split(":")
             t0 = time.perf_counter()
-            ok, what = one(Path(tmp) / "run", int(after), float(delay))
+            # a folder per point: MLflow caches its store per URI in this process, and a reused path whose
+            # database was deleted would be read through the cached connection to the old file
+            ok, what = one(Path(tmp) / f"run{i}", int(after), float(delay))
             failures += not ok
             print(f"kill {delay} s after trial {after} finished: {'ok' if ok else 'FAILED'} "
                   f"({time.perf_counter() - t0:.0f} s) {what}", flush=True)
