@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import FixedTrial, Trial, TrialState
 from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
@@ -118,7 +119,7 @@ class LayoutSearch(OptunaSearch):
             if sample.infeasible is not None:
                 ot_trial.set_constraint(FEASIBLE, 1.0)
                 ot_trial.set_user_attr("infeasible", sample.infeasible[:2000])
-                self._ot_study.tell(ot_trial, state=_state("PRUNED"))
+                self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
                 self._event("infeasible", pattern=pattern, reason=sample.infeasible, params=sample.params,
                             optuna_trial=ot_trial.number)
                 continue
@@ -152,13 +153,9 @@ class LayoutSearch(OptunaSearch):
 
     def _resample(self, frozen: Any) -> Any:
         """The sample an Optuna trial's recorded parameters describe (same overrides, same key)."""
-        from optuna.trial import FixedTrial
-
         return self._layout_space.sample(FixedTrial(frozen.params))
 
     def _next_reissue(self, trial_id: str) -> dict[str, Any] | None:
-        from optuna.trial import Trial, TrialState
-
         while self._reissue:
             frozen = self._ot_study.trials[self._reissue.pop(0)]
             try:
@@ -194,8 +191,6 @@ class LayoutSearch(OptunaSearch):
 
     def _resync(self, known: set[str] | None) -> None:
         """Rebuild the Ray trial -> sample map from the Optuna storage against Ray's restored trials."""
-        from optuna.trial import Trial, TrialState
-
         if known is None:
             return
         self._reissue = []
@@ -247,7 +242,7 @@ class LayoutSearch(OptunaSearch):
 
     def _tell_duplicate(self, ot_trial: Any, values: Any) -> None:
         if values is None:
-            self._ot_study.tell(ot_trial, state=_state("FAIL"))
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
         else:
             self._ot_study.tell(ot_trial, values)
 
@@ -271,12 +266,6 @@ class LayoutSearch(OptunaSearch):
     @property
     def exhausted(self) -> bool:
         return self._exhausted
-
-
-def _state(name: str) -> Any:
-    from optuna.trial import TrialState
-
-    return getattr(TrialState, name)
 
 
 class Limiter(ConcurrencyLimiter):
