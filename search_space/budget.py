@@ -535,12 +535,17 @@ def match_budget(model: Mapping[str, Any], budget: Budget, vocab_size: int, seq_
     solve, m = budget.solve, budget.multiple_of
     if solve == "d_model+mlp" and not problem.has_free_mlp():
         solve = "d_model"  # a layout without a free MLP (Mamba-only, ...) has only its width to solve
-    if solve == "mlp" and not problem.has_free_mlp():
-        raise BudgetInfeasible(
-            f"pattern {problem.base.pattern!r}: solve: {solve} needs an F sublayer without an explicit hidden=; "
-            f"use solve: d_model"
-        )
     hidden: int | None = None
+    if solve == "mlp" and not problem.has_free_mlp():
+        # nothing to solve: a layout without a free MLP (Mamba-only, ...) may still be the right size
+        as_is = measure(model, vocab_size, seq_len)[budget.metric]
+        if abs(as_is / budget.target - 1) > budget.tolerance:
+            raise BudgetInfeasible(
+                f"pattern {problem.base.pattern!r}: solve: {solve} needs an F sublayer without an explicit "
+                f"hidden=; use solve: d_model ({budget.metric}={_fmt(as_is)} as it is, "
+                f"{as_is / budget.target - 1:+.1%} off the target)"
+            )
+        return _match(model, budget, as_is)
     if solve == "d_model":
         d_model = _pick(problem, *problem.solve_d_model(None), "d_model")
     else:
@@ -565,13 +570,18 @@ def match_budget(model: Mapping[str, Any], budget: Budget, vocab_size: int, seq_
         mixers = out.get("mixers") or {}
         mixers[problem.mlp_key] = {**(mixers.get(problem.mlp_key) or {}), "hidden": hidden}
         out["mixers"] = mixers
-    achieved = measure(out, vocab_size, seq_len)[budget.metric]
+    return _match(out, budget, measure(out, vocab_size, seq_len)[budget.metric])
+
+
+def _match(model: Mapping[str, Any], budget: Budget, achieved: float) -> BudgetMatch:
+    mixers = model.get("mixers") or {}
+    mlp = mixers.get(_mlp_key(mixers, registry.get("mlp").symbol)) or {}
     return BudgetMatch(
-        model=out,
+        model=copy.deepcopy(dict(model)),
         target=budget.target,
         achieved=achieved,
         rel_error=achieved / budget.target - 1,
         metric=budget.metric,
-        d_model=d_model,
-        mlp_hidden=((out.get("mixers") or {}).get(problem.mlp_key) or {}).get("hidden"),
+        d_model=int(model["d_model"]),
+        mlp_hidden=mlp.get("hidden"),
     )

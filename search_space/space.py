@@ -34,7 +34,7 @@ from blocks import registry
 from blocks.config import ModelConfig
 from blocks.pattern import parse
 from blocks.summary import describe
-from search_space.budget import Budget, BudgetInfeasible, match_budget, measure
+from search_space.budget import Budget, BudgetInfeasible, match_budget
 from search_space.layouts import LayoutInfeasible, LayoutSpace, attention_layers
 from search_space.presets import apply_preset, get_preset
 
@@ -339,24 +339,16 @@ class SearchSpace:
             try:
                 match = match_budget(model, self.budget, self.vocab_size, self.seq_len)
             except BudgetInfeasible as e:
-                as_is = self._within_budget(model)
-                if as_is is None:
-                    return Sample(overrides, params, infeasible=f"budget: {e}")
-                facts["budget"] = as_is
+                return Sample(overrides, params, infeasible=f"budget: {e}")
             except ValueError as e:
                 return Sample(overrides, params, infeasible=f"model: {e}")
-            else:
-                facts["budget"] = {
-                    "metric": match.metric, "target": match.target, "achieved": match.achieved,
-                    "rel_error": match.rel_error, "d_model": match.d_model, "mlp_hidden": match.mlp_hidden,
-                }
-                if match.model.get("d_model") != model.get("d_model"):
-                    overrides["model.d_model"] = match.model["d_model"]
-                hidden = (match.model.get("mixers") or {}).get("F", {}).get("hidden")
-                if hidden is not None and hidden != (model.get("mixers") or {}).get("F", {}).get("hidden"):
-                    overrides["model.mixers.F.hidden"] = hidden
-                model = match.model
-                plain["model"] = {**plain["model"], **model}
+            facts["budget"] = {k: v for k, v in dataclasses.asdict(match).items() if k != "model"}
+            overrides["model.d_model"] = match.d_model
+            for key, mixer in (match.model.get("mixers") or {}).items():
+                if (mixer or {}).get("hidden") is not None and key in ("F", "mlp"):
+                    overrides[f"model.mixers.{key}.hidden"] = mixer["hidden"]
+            model = match.model
+            plain["model"] = {**plain["model"], **model}
         try:
             info = describe(ModelConfig(**model), vocab_size=self.vocab_size, seq_len=self.seq_len)
         except (ValueError, TypeError) as e:
@@ -374,21 +366,6 @@ class SearchSpace:
                 return Sample(overrides, params, infeasible=f"config: {e}", facts=facts)
         overrides.setdefault(PATTERN_KEY, info["compact"])
         return Sample(overrides, params, key=self._key(info, model, overrides), facts=facts)
-
-    def _within_budget(self, model: dict[str, Any]) -> dict[str, Any] | None:
-        """The budget facts of ``model`` unchanged when it already meets the budget (a layout without
-        the solved knob, e.g. Mamba-only under ``solve: mlp``, may still be the right size), else None."""
-        assert self.budget is not None
-        try:
-            achieved = measure(model, self.vocab_size, self.seq_len)[self.budget.metric]
-        except ValueError:
-            return None
-        rel = achieved / self.budget.target - 1
-        if abs(rel) > self.budget.tolerance:
-            return None
-        hidden = (model.get("mixers") or {}).get("F", {}).get("hidden")
-        return {"metric": self.budget.metric, "target": self.budget.target, "achieved": achieved,
-                "rel_error": rel, "d_model": model.get("d_model"), "mlp_hidden": hidden, "solved": False}
 
     @staticmethod
     def _key(info: dict[str, Any], model: dict[str, Any], overrides: dict[str, Any]) -> str:

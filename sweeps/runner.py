@@ -47,6 +47,7 @@ __all__ = ["run_sweep", "SweepOutcome", "SweepExists", "trial_dirname", "trainab
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"
+EVENTS_FILE = "search_events.jsonl"  # LayoutSearch's log of samples that never became trials
 
 
 class SweepExists(ConfigLoadError):
@@ -292,9 +293,6 @@ def _log_search_events(c: Any, parent: str, path: Path, kinds: Counter[str]) -> 
     ])
     if path.exists():
         c.log_artifact(parent, str(path))
-
-
-EVENTS_FILE = "search_events.jsonl"
 
 
 def _objectives(cfg: RunConfig) -> tuple[str | list[str], str | list[str]]:

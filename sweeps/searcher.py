@@ -82,7 +82,6 @@ class LayoutSearch(OptunaSearch):
         **kwargs: Any,
     ) -> None:
         super().__init__(space=space, **kwargs)
-        self._layout_space = space
         self._events_path = str(events_path)
         self._dedup = dedup
         self._max_attempts = max_attempts
@@ -114,7 +113,7 @@ class LayoutSearch(OptunaSearch):
             return reissued
         for _ in range(self._max_attempts):
             ot_trial = self._ot_study.ask()
-            sample = self._layout_space.sample(ot_trial)
+            sample = self._space.sample(ot_trial)
             pattern = sample.overrides.get("model.pattern") or sample.overrides.get("model.preset") or ""
             if sample.infeasible is not None:
                 ot_trial.set_constraint(FEASIBLE, 1.0)
@@ -153,7 +152,7 @@ class LayoutSearch(OptunaSearch):
 
     def _resample(self, frozen: Any) -> Any:
         """The sample an Optuna trial's recorded parameters describe (same overrides, same key)."""
-        return self._layout_space.sample(FixedTrial(frozen.params))
+        return self._space.sample(FixedTrial(frozen.params))
 
     def _next_reissue(self, trial_id: str) -> dict[str, Any] | None:
         while self._reissue:

@@ -261,6 +261,15 @@ def test_solving_the_mlp_needs_a_free_f(pattern: str) -> None:
         match_budget(tiny(pattern), Budget(params=PARAMS, solve="mlp", multiple_of=8), VOCAB, SEQ)
 
 
+def test_a_layout_without_a_free_f_that_already_fits_is_kept_as_it_is() -> None:
+    model = tiny("M*8")
+    size = measure(model, VOCAB, SEQ)["params"]
+    budget = Budget(params=size * 1.01, tolerance=0.02, solve="mlp", multiple_of=8)
+    match = match_budget(model, budget, VOCAB, SEQ)
+    assert match.model == model and match.achieved == size and match.mlp_hidden is None
+    assert match.rel_error == pytest.approx(1 / 1.01 - 1)
+
+
 @pytest.mark.parametrize("pattern", ["M*8", "(M-F[hidden=64])*2"])
 def test_d_model_plus_mlp_without_a_free_f_solves_d_model_alone(pattern: str) -> None:
     both = Budget(params=PARAMS, tolerance=0.05, solve="d_model+mlp", multiple_of=4)

@@ -214,3 +214,10 @@ def test_the_start_up_summary_names_every_dimension() -> None:
     assert "model.mixers.A.window: [16, 32]" in lines
     assert "budget: params 200,000 ± 5.0% (solve mlp)" in lines
     assert "constraints: max_attention_layers 1" in lines
+
+
+def test_the_space_is_an_optuna_define_by_run_function() -> None:
+    space = _space(patterns=["M-F", "(A-F)*3"], constraints={"max_attention_layers": 2})
+    assert space(FixedTrial({"model.pattern": "M-F"}))["model.pattern"] == "M-F"
+    with pytest.raises(ValueError, match="infeasible sample: constraint: 3 attention layers"):
+        space(FixedTrial({"model.pattern": "(A-F)*3"}))

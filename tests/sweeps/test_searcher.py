@@ -202,7 +202,7 @@ def test_resume_hands_out_a_sample_the_driver_was_stopped_in_the_middle_of(tmp_p
     before.suggest("t0")
     before.save(str(tmp_path / "searcher.pkl"))
     taken = before._ot_study.ask()  # the driver took A-F off Optuna's queue and was killed right there
-    before._layout_space.sample(taken)
+    before._space.sample(taken)
     _experiment_state(exp_dir, ["t0"])
 
     after = _resumable(exp_dir, enqueue=False)
