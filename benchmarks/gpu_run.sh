@@ -5,7 +5,7 @@
 #
 # Stage first, here: ../shared/gpu/stage.sh mamba_ssm fla omegaconf, then carry [".whl", ".gpu-cache"].
 # Usage (every phase optional, run in this order, each bounded by DEADLINE seconds from the start):
-#   PARITY=1 PARITY_TESTS="tests/blocks" WORKERS=12 \
+#   PARITY=1 PARITY_TESTS="tests/blocks" WORKERS=12 PARITY_BUDGET=300 \
 #   BENCH="samba-421m:4 mamba-432m:4" STEPS=8 WARMUP=3 BENCH_BG=0 \
 #   REF="samba-421m:4" REF_STEPS=2 REF_WARMUP=1 \
 #   PROFILE="samba-421m:4" DEADLINE=560 \
@@ -58,7 +58,8 @@ if [ "${PARITY:-1}" = 1 ]; then
   python3 -c "import pytest_timeout" 2>/dev/null && PAR+=(--timeout="${TEST_TIMEOUT:-420}")
   echo "== parity: pytest -m gpu ${PARITY_TESTS:-tests/blocks} ${PAR[*]} $* (left $(left) s)"
   rm -f "$OUT/parity.jsonl"
-  HYBRIDLAB_PARITY_JSON=$OUT/parity.jsonl timeout "$(( $(left) - 20 ))" python3 -m pytest -p no:cacheprovider \
+  budget=$(( $(left) - 20 )); [ -n "${PARITY_BUDGET:-}" ] && [ "$PARITY_BUDGET" -lt "$budget" ] && budget=$PARITY_BUDGET
+  HYBRIDLAB_PARITY_JSON=$OUT/parity.jsonl timeout "$budget" python3 -m pytest -p no:cacheprovider \
     -m gpu ${PARITY_TESTS:-tests/blocks} "${PAR[@]}" -v -rA --tb=long "$@" \
     2>&1 | tee "$OUT/pytest.log" | grep -E "^\[gw|FAILED|ERROR|passed|failed|Timeout" | cut -c1-250
 fi
