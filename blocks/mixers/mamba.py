@@ -167,6 +167,8 @@ class Mamba(Mixer):
         return _CausalConv.apply(x, self.conv1d.weight[:, 0, :], self.conv1d.bias)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.backend == "kernel" and self.diagnostics is None:
+            return self._fused_forward(x)
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # (B, T, d_inner) each
         u = F.silu(self._causal_conv(xs))  # (B, T, d_inner)
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
@@ -179,6 +181,34 @@ class Mamba(Mixer):
         )  # (B, d_inner, T)
         y = y.transpose(1, 2) * F.silu(z)  # (B, T, d_inner)
         return self.out_proj(y)
+
+    def _fused_forward(self, x: Tensor) -> Tensor:
+        """The kernel path: ``mamba_inner_fn`` with causal-conv1d, else a causal conv then the gated scan.
+
+        Same function as the reference ``forward``; a diagnostic capture (which needs delta) takes the
+        unfused route with ``scan_kernel.selective_scan`` instead.
+        """
+        batch, T, _ = x.shape
+        if scan_kernel.fused_impl() == "mamba_inner_fn":
+            # in_proj as W @ x^T so that (B, 2·d_inner, T) has unit stride along T, as mamba_ssm does
+            xz = self.in_proj.weight @ x.reshape(batch * T, -1).t()  # (2·d_inner, B·T)
+            xz = xz.view(-1, batch, T).transpose(0, 1)  # (B, 2·d_inner, T)
+            return scan_kernel.mamba_inner(
+                xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
+                self.out_proj.weight, self._A(), self.D, self.dt_proj.bias,
+            )
+        xs, z = self.in_proj(x).chunk(2, dim=-1)  # (B, T, d_inner) each
+        if scan_kernel.conv_impl() == "fla":
+            u = scan_kernel.fla_causal_conv_silu(xs, self.conv1d.weight[:, 0, :], self.conv1d.bias)
+        else:
+            u = F.silu(self._causal_conv(xs)).to(xs.dtype)  # (B, T, d_inner)
+        dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.linear(dt, self.dt_proj.weight)  # (B, T, d_inner), bias and softplus in the kernel
+        y = scan_kernel.gated_scan(
+            u.transpose(1, 2), delta.transpose(1, 2), self._A(), B.transpose(1, 2), C.transpose(1, 2),
+            self.D, z.transpose(1, 2), self.dt_proj.bias,
+        )  # (B, d_inner, T)
+        return self.out_proj(y.transpose(1, 2))
 
     def naive_forward(self, x: Tensor) -> Tensor:
         """The same map with the conv and the SSM run one token at a time, as in mamba_ssm ``Mamba.step``."""

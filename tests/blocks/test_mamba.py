@@ -237,24 +237,67 @@ def test_kernel_status_names_the_fix() -> None:
         assert "pip install mamba-ssm causal-conv1d" in status
 
 
+def _silu_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """SiLU(causal depthwise conv) on (B, D, T) with weight (D, K): the semantics of causal-conv1d."""
+    K = weight.shape[-1]
+    y = F.conv1d(F.pad(x, (K - 1, 0)), weight[:, None, :], bias, groups=x.shape[1])
+    return F.silu(y)
+
+
 @pytest.fixture
 def fake_mamba_ssm(monkeypatch: pytest.MonkeyPatch) -> list[dict]:
-    """A stand-in ``mamba_ssm.ops.selective_scan_interface`` on CPU that checks the kernel's argument
-    contract (one dtype for u, delta, B, C; fp32 A and D; no fused extras) and runs the reference."""
+    """A stand-in ``mamba_ssm.ops.selective_scan_interface`` on CPU that checks the kernels' argument
+    contract (one dtype for u, delta, B, C and z; fp32 A, D and delta bias; unit stride along L) and
+    computes what mamba_ssm documents (``selective_scan_ref``, ``mamba_inner_ref``) with the reference
+    scan. Without causal-conv1d (``causal_conv1d_fwd_function`` None), as on a machine lacking it."""
+    from blocks.ops.selective_scan import kernel
+
     calls: list[dict] = []
 
     def selective_scan_fn(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False):
-        assert z is None and delta_bias is None and delta_softplus is False
         assert u.dtype == delta.dtype == B.dtype == C.dtype and u.dtype != torch.float64
+        assert z is None or z.dtype == u.dtype
         assert A.dtype == torch.float32 and (D is None or D.dtype == torch.float32)
-        calls.append({"dtype": u.dtype})
-        return reference.selective_scan(u, delta, A, B, C, D).to(u.dtype)
+        assert delta_bias is None or delta_bias.dtype == torch.float32
+        calls.append({"fn": "selective_scan_fn", "dtype": u.dtype, "fused": z is not None})
+        if delta_bias is not None:
+            delta = delta.float() + delta_bias[:, None]
+        if delta_softplus:
+            delta = F.softplus(delta.float())
+        y = reference.selective_scan(u.float(), delta.float(), A, B.float(), C.float(), D)
+        if z is not None:
+            y = y * F.silu(z.float())
+        return y.to(u.dtype)
+
+    def mamba_inner_fn(xz, conv_w, conv_b, x_proj_w, dt_proj_w, out_proj_w, out_proj_b, A, B=None, C=None,
+                       D=None, delta_bias=None, delta_softplus=True):
+        assert xz.stride(-1) == 1 and conv_w.dim() == 3 and conv_w.shape[1] == 1
+        assert B is None and C is None and out_proj_b is None and delta_softplus
+        calls.append({"fn": "mamba_inner_fn", "dtype": xz.dtype})
+        batch, _, L = xz.shape
+        rank, n = dt_proj_w.shape[1], A.shape[1]
+        x, z = xz.chunk(2, dim=1)  # (B, d_inner, L)
+        x = _silu_conv(x, conv_w[:, 0, :], conv_b)
+        x_dbl = F.linear(x.transpose(1, 2).reshape(batch * L, -1), x_proj_w)  # (B·L, rank + 2N)
+        delta = (dt_proj_w @ x_dbl[:, :rank].t()).view(-1, batch, L).transpose(0, 1)  # (B, d_inner, L)
+        Bm = x_dbl[:, rank : rank + n].view(batch, L, n).transpose(1, 2)  # (B, N, L)
+        Cm = x_dbl[:, -n:].view(batch, L, n).transpose(1, 2)  # (B, N, L)
+        y = selective_scan_fn(x, delta, A, Bm, Cm, D, z=z, delta_bias=delta_bias, delta_softplus=True)
+        return F.linear(y.transpose(1, 2), out_proj_w)
 
     names = ["mamba_ssm", "mamba_ssm.ops", "mamba_ssm.ops.selective_scan_interface"]
     for name in names:
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    sys.modules[names[-1]].selective_scan_fn = selective_scan_fn
-    return calls
+    iface = sys.modules[names[-1]]
+    iface.selective_scan_fn = selective_scan_fn
+    iface.mamba_inner_fn = mamba_inner_fn
+    iface.causal_conv1d_fwd_function = None
+    monkeypatch.setitem(sys.modules, "fla", None)  # no fla: the conv is the mixer's own
+    kernel.fused_impl.cache_clear()
+    kernel._fla_conv.cache_clear()
+    yield calls
+    kernel.fused_impl.cache_clear()
+    kernel._fla_conv.cache_clear()
 
 
 def test_kernel_wrapper_contract(fake_mamba_ssm: list[dict]) -> None:
@@ -272,13 +315,77 @@ def test_kernel_wrapper_contract(fake_mamba_ssm: list[dict]) -> None:
         torch.float32,
     ]  # delta is never rounded down
 
+
+def _kernel_vs_reference(d_model: int = 40, d_state: int = 5) -> None:
+    """The Mamba kernel path (on the stand-in kernels) computes the reference output and gradients."""
+    torch.manual_seed(SEED)
+    ref = Mamba(d_model, MambaConfig(d_state=d_state))
+    ker = Mamba(d_model, MambaConfig(d_state=d_state))
+    ker.load_state_dict(ref.state_dict())
+    ker.set_backend("kernel")
+    x = torch.randn(2, 11, d_model)
+    w = torch.randn(2, 11, d_model)
+    outs = []
+    for m in (ref, ker):
+        xi = x.clone().requires_grad_(True)
+        y = m(xi)
+        (y * w).sum().backward()
+        outs.append((y, xi.grad, {n: p.grad for n, p in m.named_parameters()}))
+    (y_ref, dx_ref, g_ref), (y_ker, dx_ker, g_ker) = outs
+    torch.testing.assert_close(y_ker, y_ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(dx_ker, dx_ref, atol=1e-5, rtol=1e-4)
+    for name in g_ref:
+        torch.testing.assert_close(g_ker[name], g_ref[name], atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+
+
+def test_kernel_path_without_causal_conv1d_runs_the_gated_scan(fake_mamba_ssm: list[dict]) -> None:
+    from blocks.ops.selective_scan import kernel
+
+    assert kernel.fused_impl() == "selective_scan_fn" and kernel.conv_impl() == "torch"
+    _kernel_vs_reference()
+    assert [c["fn"] for c in fake_mamba_ssm] == ["selective_scan_fn"]
+    assert fake_mamba_ssm[0]["fused"]  # bias, softplus and the SiLU(z) gate inside the kernel
+
+
+def test_kernel_path_with_fla_conv(fake_mamba_ssm: list[dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    from blocks.ops.selective_scan import kernel
+
+    seen = []
+
+    def causal_conv1d(x, weight, bias, activation=None):
+        assert activation == "silu" and x.shape[-1] == weight.shape[0]  # (B, T, D), (D, K)
+        seen.append(x.shape)
+        return _silu_conv(x.transpose(1, 2), weight, bias).transpose(1, 2), None
+
+    for name in ["fla", "fla.modules", "fla.modules.causal_conv1d"]:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    sys.modules["fla.modules.causal_conv1d"].causal_conv1d = causal_conv1d
+    kernel._fla_conv.cache_clear()
+    assert kernel.conv_impl() == "fla"
+    _kernel_vs_reference()
+    assert len(seen) == 1 and [c["fn"] for c in fake_mamba_ssm] == ["selective_scan_fn"]
+
+
+def test_kernel_path_with_causal_conv1d_runs_mamba_inner_fn(fake_mamba_ssm: list[dict]) -> None:
+    from blocks.ops.selective_scan import kernel
+
+    sys.modules["mamba_ssm.ops.selective_scan_interface"].causal_conv1d_fwd_function = object()
+    kernel.fused_impl.cache_clear()
+    assert kernel.fused_impl() == "mamba_inner_fn"
+    _kernel_vs_reference()
+    assert [c["fn"] for c in fake_mamba_ssm] == ["mamba_inner_fn", "selective_scan_fn"]
+
+
+def test_kernel_path_with_a_diagnostic_capture_keeps_delta(fake_mamba_ssm: list[dict]) -> None:
     torch.manual_seed(SEED)
     m = Mamba(40, MambaConfig(d_state=5))
     x = torch.randn(2, 11, 40)
     want = m(x)
     m.set_backend("kernel")
-    torch.testing.assert_close(m(x), want, atol=1e-5, rtol=1e-5)
-    assert len(fake_mamba_ssm) == 3
+    with capture(m, {"delta"}) as cap:
+        got = m(x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert [c["fused"] for c in fake_mamba_ssm] == [False] and len(cap.get("delta")) == 1
 
 
 @pytest.mark.gpu
