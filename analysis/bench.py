@@ -62,18 +62,18 @@ def bench_train(
     steps: int = 10,
     warmup: int = 3,
     device: str | torch.device | None = None,
-    compile_mlp: bool = False,
+    compile: bool = False,
 ) -> BenchResult:
-    """Time ``steps`` training steps of ``cfg`` after ``warmup`` untimed ones."""
+    """Time ``steps`` training steps of ``cfg`` after ``warmup`` untimed ones.
+
+    ``compile`` runs ``HybridLM.compile_sublayers`` first (the warm-up steps then include compilation).
+    """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
     model = HybridLM(cfg, vocab_size=vocab_size).to(dev)
     chosen = model.set_backend(backend, dev)
-    if compile_mlp:
-        for block in model.layers:
-            for m in block.mixers:
-                if m.symbol == "F":
-                    m.forward = torch.compile(m.forward)
+    if compile:
+        model.compile_sublayers()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=dev.type == "cuda")
     x = torch.randint(0, vocab_size, (batch, seq_len + 1), device=dev)
     inp, tgt = x[:, :-1], x[:, 1:]
@@ -125,5 +125,5 @@ def bench_train(
         peak_mem_gb=peak,
         flops_per_token_train=train_flops,
         mfu=(train_flops * tps / peak_flops) if peak_flops else None,
-        compiled=compile_mlp,
+        compiled=compile,
     )

@@ -107,6 +107,7 @@ class HybridLM(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self.backends: dict[str, str] = {}
+        self.compiled: str | None = None  # the torch.compile backend after compile_sublayers()
         self._init_weights(config.init)
 
     def mixers(self) -> list[Mixer]:
@@ -157,17 +158,46 @@ class HybridLM(nn.Module):
         self.backends = chosen
         return chosen
 
-    def forward(self, idx: Tensor) -> Tensor:
-        """Token ids (B, T) -> logits (B, T, V)."""
+    def compile_sublayers(self, backend: str = "inductor", mode: str | None = None) -> None:
+        """``torch.compile`` every sublayer and the final norm + LM head + loss, in place.
+
+        The mixers' ops (``blocks/ops``: scans, attention, chunked linear attention, on either path) are
+        opaque to the compiler (``torch.compiler.disable``), so each sublayer compiles to the graphs around
+        them: the pre-norm, projections, RoPE, gates and the residual add fuse into a few kernels, and the
+        loss reads the bf16 logits without an fp32 copy. Parameter names and the state_dict do not change.
+        Static shapes; sublayers of one kind share their compiled graphs.
+        """
+        import torch._dynamo
+
+        config = torch._dynamo.config
+        limit = 8 * max(1, len(self.layers))  # one entry per distinct sublayer config at most
+        if hasattr(config, "recompile_limit"):
+            config.recompile_limit = max(config.recompile_limit, limit)
+        else:  # pragma: no cover - torch < 2.6
+            config.cache_size_limit = max(config.cache_size_limit, limit)
+        for block in self.layers:
+            block.compile(backend=backend, mode=mode, dynamic=False)
+        self._head_loss = torch.compile(self._head_loss, backend=backend, mode=mode, dynamic=False)  # type: ignore[method-assign]
+        self.compiled = backend
+
+    def hidden(self, idx: Tensor) -> Tensor:
+        """Token ids (B, T) -> the residual stream after the last sublayer, (B, T, D)."""
         x = self.embed(idx)
         for block in self.layers:
             x = block(x)
-        return self.lm_head(self.norm_f(x))
+        return x
+
+    def forward(self, idx: Tensor) -> Tensor:
+        """Token ids (B, T) -> logits (B, T, V)."""
+        return self.lm_head(self.norm_f(self.hidden(idx)))
+
+    def _head_loss(self, x: Tensor, targets: Tensor) -> Tensor:
+        logits = self.lm_head(self.norm_f(x))  # (B, T, V)
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
         """Mean cross-entropy over targets != -100, computed in fp32."""
-        logits = self(idx)
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return self._head_loss(self.hidden(idx), targets)
 
     def num_params(self) -> int:
         """Exact parameter count (a tied LM head is counted once)."""

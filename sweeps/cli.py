@@ -261,7 +261,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     results = []
     for backend in backends:
         r = bench_train(cfg, vocab, args.seq_len, args.batch, backend=backend, steps=args.steps,
-                        warmup=args.warmup, compile_mlp=args.compile)
+                        warmup=args.warmup, compile=args.compile)
         results.append(r.to_dict())
         if not args.json:
             mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "n/a"
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--warmup", type=int, default=3)
     b.add_argument("--backend", default="auto", choices=["auto", "reference", "kernel"])
     b.add_argument("--no-contrast", action="store_true", help="on CUDA, skip the --backend reference contrast run")
-    b.add_argument("--compile", action="store_true", help="torch.compile the MLP sublayers")
+    b.add_argument("--compile", action="store_true", help="torch.compile the sublayers around the mixers' kernels (first steps compile)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
 

@@ -57,6 +57,7 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+    compile: bool = False  # torch.compile the sublayers around the mixers' ops (HybridLM.compile_sublayers)
     threads: int | None = None  # torch CPU threads; null: what the process was given
     eval_every: int = 50
     eval_batches: int = 2

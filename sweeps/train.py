@@ -132,6 +132,8 @@ def run_training(
     model_cfg = cfg.model if cfg.model.vocab_size else dataclasses.replace(cfg.model, vocab_size=data.vocab_size)
     model = HybridLM(model_cfg).to(device)
     backends = model.set_backend(cfg.model.backend, device)
+    if t.compile:
+        model.compile_sublayers()
     use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
     opt = torch.optim.AdamW(
         model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay,
@@ -148,6 +150,7 @@ def run_training(
         "backends": backends,
         "device": str(device),
         "precision": "bf16-autocast" if use_bf16 else "fp32",
+        "compiled": bool(t.compile),
         "pattern": model.pattern.compact,
         "layout_hash": model.pattern.layout_hash,
         "vocab_size": model.vocab_size,

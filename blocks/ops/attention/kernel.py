@@ -164,6 +164,7 @@ def _say(impl: str) -> None:
         log.info("swa kernel: attention runs on %s", impl)
 
 
+@torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def attention(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float) -> Tensor:
     """Causal attention with an optional sliding window on CUDA; the signature of ``reference.attention``.
 

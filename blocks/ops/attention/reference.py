@@ -47,6 +47,7 @@ def _expand_kv(x: Tensor, heads: int) -> Tensor:
     return x if groups == 1 else x.repeat_interleave(groups, dim=2)
 
 
+@torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def attention(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float) -> Tensor:
     """Causal attention with an optional sliding window; (B, T, H, D) in, (B, T, H, D) out.
 

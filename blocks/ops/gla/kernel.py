@@ -10,6 +10,7 @@ the reference path and the result is the same recurrence either way.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from blocks.ops.fla_status import fla_kernel_status
@@ -21,6 +22,7 @@ def kernel_status() -> str | None:
     return fla_kernel_status("fla.ops.gla", "GLA")
 
 
+@torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def chunk_gla(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, scale: float, chunk_size: int = 64) -> Tensor:
     """Same contract as ``blocks.ops.gla.reference.chunk_gla``: (B, T, H, K) inputs, o (B, T, H, V)."""
     from fla.ops.gla import chunk_gla as fla_chunk_gla

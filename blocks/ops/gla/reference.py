@@ -42,6 +42,7 @@ def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+@torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def chunk_gla(q: Tensor, k: Tensor, v: Tensor, gk: Tensor, scale: float, chunk_size: int = 64) -> Tensor:
     """Chunked GLA: masked matmuls inside chunks, a state recurrence over the T/C chunks.
 

@@ -15,6 +15,7 @@ float64 value; the difference is below 2**-25 per step. ``chunk_size`` only tune
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from blocks.ops.fla_status import fla_kernel_status
@@ -26,6 +27,7 @@ def kernel_status() -> str | None:
     return fla_kernel_status("fla.ops.retention", "RetNet")
 
 
+@torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def chunk_retention(
     q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, scale: float, chunk_size: int = 64
 ) -> Tensor:

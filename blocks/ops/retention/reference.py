@@ -34,6 +34,7 @@ def _to_chunks(x: Tensor, C: int) -> Tensor:
     return x.reshape(B, H, n, C, D)  # (B, H, N, C, D)
 
 
+@torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def chunk_retention(
     q: Tensor, k: Tensor, v: Tensor, log_decay: Tensor, scale: float, chunk_size: int = 64
 ) -> Tensor:

@@ -35,6 +35,7 @@ def _say(what: str) -> None:
         log.info("mamba kernel: %s", what)
 
 
+@torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def selective_scan(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor | None = None
 ) -> Tensor:
@@ -71,6 +72,7 @@ def selective_scan(
     return y.to(u.dtype)
 
 
+@torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def gated_scan(
     u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Tensor, z: Tensor, delta_bias: Tensor
 ) -> Tensor:
@@ -92,6 +94,7 @@ def gated_scan(
     ).to(u.dtype)
 
 
+@torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def mamba_inner(
     xz: Tensor,
     conv_weight: Tensor,
@@ -153,6 +156,7 @@ def conv_impl() -> str:
     return "fla" if _fla_conv() is not None else "torch"
 
 
+@torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def fla_causal_conv_silu(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """``SiLU(causal_conv(x))`` on fla's Triton kernel; x (B, T, D), weight (D, K), bias (D,)."""
     y = _fla_conv()(x, weight.to(x.dtype), bias.to(x.dtype), activation="silu")

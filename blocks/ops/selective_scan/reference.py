@@ -199,6 +199,7 @@ class _SelectiveScan(torch.autograd.Function):
         return d_u, d_delta, d_A, d_B, d_C, d_D, None
 
 
+@torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def selective_scan(
     u: Tensor,
     delta: Tensor,
