@@ -300,14 +300,40 @@ class SearchSpace:
         elif self.presets:
             labels = self.preset_labels
             label = trial.suggest_categorical(PRESET_KEY, labels)
-            name, extra = self.presets[labels.index(label)]
-            model = apply_preset({"preset": name, **copy.deepcopy(extra)})
-            for k, v in model.items():
-                if k not in _PRESET_SKIP:
-                    _flatten(f"model.{k}", v, overrides)
-            overrides[PRESET_KEY] = name  # a label for the record: the model above is already resolved
+            self._preset_overrides(labels.index(label), overrides)
         elif self.layouts is not None:
             overrides[PATTERN_KEY] = self.layouts.suggest(trial)
+
+    def _preset_overrides(self, index: int, overrides: dict[str, Any]) -> None:
+        name, extra = self.presets[index]
+        model = apply_preset({"preset": name, **copy.deepcopy(extra)})
+        for k, v in model.items():
+            if k not in _PRESET_SKIP:
+                _flatten(f"model.{k}", v, overrides)
+        overrides[PRESET_KEY] = name  # a label for the record: the model above is already resolved
+
+    def listed_layouts(self) -> list[tuple[dict[str, Any], Sample]]:
+        """Each listed pattern or preset with every other key at its base value, the budget applied.
+
+        Returns ``(plain config, sample)`` pairs, feasible ones only: the configs known before anything
+        is sampled (``sweeps.warmup`` warms their kernels before trials start). Generated layouts list none.
+        """
+        points: list[dict[str, Any]] = []
+        if self.patterns:
+            points = [{PATTERN_KEY: p} for p in self.patterns]
+        elif self.presets:
+            for i in range(len(self.presets)):
+                points.append({})
+                self._preset_overrides(i, points[-1])
+        out = []
+        for overrides in points:
+            plain = copy.deepcopy(self.base)
+            for k, v in overrides.items():
+                set_dotted(plain, k, v)
+            sample = self._finish(plain, overrides, {})
+            if sample.infeasible is None:
+                out.append((plain, sample))
+        return out
 
     def sample(self, trial: Any) -> Sample:
         """Draw one sample (suggesting only what its branch needs); see ``Sample``."""

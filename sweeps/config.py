@@ -58,6 +58,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False  # torch.compile the sublayers around the mixers' ops (HybridLM.compile_sublayers)
+    warm_kernels: bool = True  # on CUDA: run each kernel shape once per cache under a lock first (sweeps.warmup)
     threads: int | None = None  # torch CPU threads; null: what the process was given
     eval_every: int = 50
     eval_batches: int = 2

@@ -1,8 +1,9 @@
 """Where hybridlab keeps its runs on disk (design.md, "Runs on disk").
 
 ``HYBRIDLAB_HOME`` (default ``./runs``, always made absolute) holds ``mlflow.db``, ``artifacts/``,
-``ray/``, ``optuna.db`` and ``cache/`` (tokenized corpora, and ``cache/triton``: compiled Triton kernels
-with fla's autotuning results, shared by every run and trial under this home).
+``ray/``, ``optuna.db`` and ``cache/`` (tokenized corpora, ``cache/triton``: compiled Triton kernels
+with fla's autotuning results, and ``cache/inductor``: torch.compile's, shared by every run and trial under
+this home).
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ def cache_dir() -> Path:
 
 def share_kernel_cache(home: Path | None = None) -> dict[str, str]:
     """Point Triton's cache (compiled kernels and fla's autotune results, ``FLA_CACHE_RESULTS`` is on by
-    default) at ``HOME/cache/triton`` unless the user chose one, and return the variables to hand to
-    other processes (Ray trials on other nodes). fla's kernels autotune for minutes on first use
+    default) at ``HOME/cache/triton`` and inductor's (FlexAttention, ``train.compile``) at
+    ``HOME/cache/inductor``, unless the user chose others, and return the variables to hand to other
+    processes (Ray trials on other nodes). fla's kernels autotune for minutes on first use
     (shared/gpu/README.md); with one cache per home, only the first run of a shape pays for it."""
-    path = (home or hybridlab_home()) / "cache" / "triton"
-    os.environ.setdefault("TRITON_CACHE_DIR", str(path))
-    Path(os.environ["TRITON_CACHE_DIR"]).mkdir(parents=True, exist_ok=True)
-    return {"TRITON_CACHE_DIR": os.environ["TRITON_CACHE_DIR"]}
+    cache = (home or hybridlab_home()) / "cache"
+    os.environ.setdefault("TRITON_CACHE_DIR", str(cache / "triton"))
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
+    env = {name: os.environ[name] for name in ("TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR")}
+    for path in env.values():
+        Path(path).mkdir(parents=True, exist_ok=True)
+    return env

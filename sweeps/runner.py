@@ -251,6 +251,7 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
         plain = to_plain(cfg)
         resources = {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial}
         wrapped = tune.with_resources(tune.with_parameters(trainable, base=plain, ml=ml), resources)
+        _prewarm(cfg, quiet)
         if resume:
             tuner = tune.Tuner.restore(str(exp_dir), trainable=wrapped, resume_unfinished=True, resume_errored=False)
         else:
@@ -280,6 +281,44 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
         name, exp_id, parent, len(results), n_done, n_errors, interrupted, time.perf_counter() - t0, unfinished,
         n_infeasible=kinds["infeasible"], n_duplicates=kinds["duplicate"], exhausted=bool(kinds["exhausted"]),
     )
+
+
+def _prewarm(cfg: RunConfig, quiet: bool) -> list[dict[str, Any]]:
+    """Before any trial: on every GPU node, warm the kernels of the sweep's listed layouts (or its base config).
+
+    One Ray task per node holding one GPU runs ``sweeps.warmup.prewarm``; trials then find the shared kernel
+    cache warm, and shapes met only by sampled values are warmed by the first trial under the same lock.
+    Skipped for CPU sweeps (``sweep.gpus_per_trial: 0``), ``model.backend: reference`` without compile,
+    and ``train.warm_kernels: false``.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from sweeps.warmup import prewarm
+
+    if cfg.sweep.gpus_per_trial <= 0 or not cfg.train.warm_kernels:
+        return []
+    if cfg.model.backend == "reference" and not cfg.train.compile:
+        return []
+    plains = [plain for plain, _ in build_space(cfg).listed_layouts()] or [to_plain(cfg)]
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("GPU", 0) >= 1]
+    if not nodes:
+        return []
+    t0 = time.perf_counter()
+    print(f"sweep {cfg.sweep.name}: warming the kernels of {len(plains)} layout(s) on {len(nodes)} GPU node(s)",
+          file=sys.stderr)
+    task = ray.remote(num_gpus=1, num_cpus=1)(prewarm)
+    refs = [
+        task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(plains)
+        for n in nodes
+    ]
+    records = [r for per_node in ray.get(refs) for r in per_node]
+    if not quiet:
+        for r in records:
+            print(f"  {r['pattern']}: kernel cache {r['cache']}"
+                  + (f", {r['seconds']:.1f} s" if "seconds" in r else ""), file=sys.stderr)
+    print(f"sweep {cfg.sweep.name}: kernels warm after {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return records
 
 
 def _log_search_events(c: Any, parent: str, path: Path, kinds: Counter[str]) -> None:

@@ -143,9 +143,15 @@ class MLflowHooks(Hooks):
             self.c.log_batch(self.run_id, params=[Param("pattern", pattern), Param("layout_hash", info["layout_hash"])])
         tags = {f"hybridlab.backend.{s}": b for s, b in info["backends"].items()}
         tags.update({"hybridlab.device": info["device"], "hybridlab.precision": info["precision"]})
+        warm = info.get("kernel_warmup")
+        if warm is not None:
+            tags.update({"hybridlab.kernel_cache": warm["cache"], "hybridlab.kernel_signature": warm["signature"]})
         for k, v in tags.items():
             self.c.set_tag(self.run_id, k, v)
-        self._log({"model/params": float(info["params"]), "model/flops_per_token": float(info["flops_per_token"])}, 0)
+        first = {"model/params": float(info["params"]), "model/flops_per_token": float(info["flops_per_token"])}
+        if warm is not None:
+            first["startup/kernel_warmup_s"] = float(warm["seconds"])
+        self._log(first, 0)
 
     def _log(self, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric

@@ -23,6 +23,7 @@ import torch
 
 from blocks.model import HybridLM
 from sweeps.config import RunConfig
+from sweeps.warmup import needs_warmup, warm_kernels
 
 __all__ = ["Hooks", "TrainResult", "Diverged", "run_training", "resolve_device", "lr_at"]
 
@@ -135,6 +136,9 @@ def run_training(
     if t.compile:
         model.compile_sublayers()
     use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
+    warm = None
+    if t.warm_kernels and needs_warmup(model, device, t.compile):
+        warm = warm_kernels(model, cfg, device, use_bf16)
     opt = torch.optim.AdamW(
         model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay,
         fused=device.type == "cuda",
@@ -151,6 +155,7 @@ def run_training(
         "device": str(device),
         "precision": "bf16-autocast" if use_bf16 else "fp32",
         "compiled": bool(t.compile),
+        "kernel_warmup": None if warm is None else dataclasses.asdict(warm),
         "pattern": model.pattern.compact,
         "layout_hash": model.pattern.layout_hash,
         "vocab_size": model.vocab_size,

@@ -183,6 +183,28 @@ def test_presets_are_sampled_with_their_own_model_and_matched_to_one_budget() ->
     ).sample(FixedTrial({"model.preset": "tiny-samba-nope"})).key  # same pattern, RoPE off: another model
 
 
+def test_listed_layouts_are_the_configs_known_before_sampling() -> None:
+    """Each listed pattern (or preset) at the base values, budget applied: what a sweep warms first."""
+    space = _space(
+        patterns=["(M-F)*2", "(A-F)*2"],
+        space={"model.mixers.A.window": {"choices": [8, 16]}},
+        budget={"params": 400_000, "tolerance": 0.03, "solve": "d_model+mlp", "multiple_of": 16},
+    )
+    listed = space.listed_layouts()
+    assert [plain["model"]["pattern"] for plain, _ in listed] == ["(M-F)*2", "(A-F)*2"]
+    for plain, sample in listed:
+        assert plain["model"]["d_model"] == sample.overrides["model.d_model"] != BASE["model"]["d_model"]
+        assert plain["model"]["mixers"]["A"]["window"] == 32  # sampled keys keep their base values
+        assert abs(sample.facts["params"] - 400_000) / 400_000 <= 0.03
+    presets = SearchSpace(
+        {"model": {"pattern": "M", "d_model": 128, "mixers": {}}, "data": {"seq_len": 128}},
+        presets=["tiny-samba", "tiny-mamba"], vocab_size=VOCAB, seq_len=128,
+    ).listed_layouts()
+    assert [plain["model"]["preset"] for plain, _ in presets] == ["tiny-samba", "tiny-mamba"]
+    generated = {"depth": 2, "attention_fraction": [0.5]}
+    assert SearchSpace(BASE, layouts=generated, vocab_size=VOCAB, seq_len=64).listed_layouts() == []
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

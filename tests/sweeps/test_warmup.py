@@ -1,0 +1,122 @@
+"""Kernel warm-up: each kernel signature is run once per cache, under a lock other processes wait on."""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from blocks import HybridLM, ModelConfig
+from sweeps.config import RunConfig, to_plain
+from sweeps.warmup import kernel_signature, needs_warmup, prewarm, warm_dir, warm_kernels
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "triton"))
+    return tmp_path / "triton"
+
+
+def _run_config(pattern: str = "M-F-A[window=8]-F", **train: object) -> RunConfig:
+    cfg = RunConfig()
+    cfg.model = ModelConfig(pattern=pattern, d_model=32, vocab_size=40, mixers={"A": {"heads": 2}})
+    cfg.data.seq_len, cfg.data.eval_lengths = 16, [16, 32]
+    cfg.train = dataclasses.replace(cfg.train, **{"batch_size": 2, "eval_batch_size": 2, **train})
+    return cfg
+
+
+def _model(cfg: RunConfig) -> HybridLM:
+    torch.manual_seed(0)
+    model = HybridLM(cfg.model)
+    model.set_backend("reference", "cpu")
+    return model
+
+
+def test_only_cuda_runs_with_kernels_or_compilation_need_warming() -> None:
+    model = _model(_run_config())
+    assert not needs_warmup(model, torch.device("cpu"), compiled=True)
+    assert not needs_warmup(model, torch.device("cuda"), compiled=False)  # every mixer on its reference path
+    assert needs_warmup(model, torch.device("cuda"), compiled=True)
+
+
+def test_the_signature_changes_with_anything_that_picks_a_kernel_shape() -> None:
+    cpu = torch.device("cpu")
+    cfg = _run_config()
+    base = kernel_signature(_model(cfg), cfg, cpu, use_bf16=True)
+    assert kernel_signature(_model(cfg), cfg, cpu, use_bf16=True) == base
+    others = [
+        (_run_config(batch_size=4), True),
+        (_run_config("M-F-A[window=8,heads=4]-F"), True),
+        (cfg, False),
+    ]
+    eval_longer = _run_config()
+    eval_longer.data.eval_lengths = [16, 64]
+    others.append((eval_longer, True))
+    sigs = {kernel_signature(_model(c), c, cpu, use_bf16=bf16) for c, bf16 in others}
+    assert base not in sigs and len(sigs) == len(others)
+
+
+def test_the_first_call_warms_and_leaves_the_model_as_it_was(cache: Path) -> None:
+    cfg = _run_config()
+    model = _model(cfg)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    first = warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False)
+    assert first.cache == "cold" and first.seconds > 0
+    assert json.loads((warm_dir() / f"{first.signature}.json").read_text())["pattern"] == model.pattern.compact
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters()) and model.training
+    assert torch.equal(torch.get_rng_state(), rng)  # the run's own random stream is untouched
+    again = warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False)
+    assert (again.cache, again.signature) == ("warm", first.signature)
+    assert warm_dir().parent == cache
+
+
+def test_a_process_arriving_while_another_warms_waits_instead_of_warming_again(cache: Path) -> None:
+    """The test holds the signature's lock (another process warming); a second process blocks on it and,
+    once the marker is written and the lock released, starts without running the shapes itself."""
+    cfg = _run_config()
+    sig = kernel_signature(_model(cfg), cfg, torch.device("cpu"), use_bf16=False)
+    child = textwrap.dedent(
+        f"""
+        import json, sys, torch
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_warmup import _model, _run_config
+        from sweeps import warmup
+        warmup._run_shapes = lambda *a: sys.exit("ran the shapes again")
+        cfg = _run_config()
+        model = _model(cfg)
+        print("ready", flush=True)
+        r = warmup.warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False)
+        print(json.dumps([r.signature, r.cache, r.waited_s]))
+        """
+    )
+    with open(warm_dir() / f"{sig}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1.5)
+        assert proc.poll() is None  # blocked on the lock
+        (warm_dir() / f"{sig}.json").write_text("{}")
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    signature, kind, waited = json.loads(out.strip().splitlines()[-1])
+    assert (signature, kind) == (sig, "waited") and waited >= 1.0
+
+
+def test_prewarm_of_a_reference_config_on_cpu_has_nothing_to_do(cache: Path) -> None:
+    cfg = _run_config()
+    cfg.model.backend = "reference"
+    cfg.train.device = "cpu"
+    assert prewarm([to_plain(cfg)]) == [{"pattern": "M-F-A[window=8]-F", "cache": "none"}]
