@@ -6,7 +6,7 @@
 # Stage first, here: ../shared/gpu/stage.sh mamba_ssm fla omegaconf, then carry [".whl", ".gpu-cache"].
 # Usage (every phase optional, run in this order, each bounded by DEADLINE seconds from the start):
 #   PARITY=1 PARITY_TESTS="tests/blocks" WORKERS=12 PARITY_BUDGET=300 \
-#   BENCH="samba-421m:4 mamba-432m:4" STEPS=8 WARMUP=3 BENCH_BG=0 \
+#   BENCH="samba-421m:4 mamba-432m:4 samba-421m:4:compile" STEPS=8 WARMUP=3 BENCH_BG=0 \
 #   REF="samba-421m:4" REF_STEPS=2 REF_WARMUP=1 \
 #   PROFILE="samba-421m:4" DEADLINE=560 \
 #   bash benchmarks/gpu_run.sh [extra pytest arguments, e.g. -k "G-d384 and bf16"]
@@ -32,15 +32,16 @@ SEQ=${SEQ:-4096}
   echo "cached autotune results at start: $(find .gpu-cache/triton -name '*.autotune.json' | wc -l)"
 } 2>&1 | tee "$OUT/device.txt"
 
-bench() {  # bench FILE BACKEND STEPS WARMUP SPEC...: one `hybridlab bench train --json` per preset:batch
+bench() {  # bench FILE BACKEND STEPS WARMUP SPEC...: one `hybridlab bench train --json` per preset:batch[:compile]
   local file=$1 backend=$2 steps=$3 warmup=$4; shift 4
-  local spec preset batch t json
+  local spec preset batch t json extra
   for spec in "$@"; do
-    preset=${spec%%:*}; batch=${spec##*:}
+    IFS=: read -r preset batch extra <<< "$spec"
+    extra=${extra:+--$extra}
     if [ "$(left)" -lt 30 ]; then echo "$preset $backend: skipped, deadline" | tee -a "$OUT/bench.err"; continue; fi
     t=$SECONDS
     json=$(timeout "$(left)" python3 -m sweeps.cli bench train --preset "$preset" --seq-len "$SEQ" --batch "$batch" \
-      --steps "$steps" --warmup "$warmup" --backend "$backend" --no-contrast --json 2>> "$OUT/bench.err")
+      --steps "$steps" --warmup "$warmup" --backend "$backend" --no-contrast --json $extra 2>> "$OUT/bench.err")
     if [ $? -ne 0 ]; then echo "$preset $backend batch $batch: failed or timed out after $((SECONDS - t)) s" | tee -a "$OUT/bench.err"; continue; fi
     echo "$json" | python3 -c "import json, sys; [print(json.dumps({'preset': '$preset', 'requested': '$backend', 'steps': $steps, 'warmup': $warmup, 'wall_s': $((SECONDS - t)), **r})) for r in json.load(sys.stdin)]" \
       | tee -a "$file" | cut -c1-400 || echo "$json" >> "$OUT/bench.err"
