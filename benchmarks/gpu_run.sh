@@ -8,7 +8,7 @@
 #   PARITY=1 PARITY_TESTS="tests/blocks" WORKERS=12 PARITY_BUDGET=300 \
 #   BENCH="samba-421m:4 mamba-432m:4 samba-421m:4:compile" STEPS=8 WARMUP=3 BENCH_BG=0 \
 #   REF="samba-421m:4" REF_STEPS=2 REF_WARMUP=1 \
-#   PROFILE="samba-421m:4" DEADLINE=560 \
+#   PROFILE="samba-421m:4[:compile]" DEADLINE=560 \
 #   bash benchmarks/gpu_run.sh [extra pytest arguments, e.g. -k "G-d384 and bf16"]
 # BENCH_BG=1 runs the BENCH kernel runs in the background while the tests run (to fill the autotune and
 # compile caches; their timings go to bench-warm.jsonl and are not clean) and then again in the foreground.
@@ -69,8 +69,9 @@ if [ -n "${BENCH:-}" ]; then echo "== bench kernel (left $(left) s)"; bench "$OU
 if [ -n "${REF:-}" ]; then echo "== bench reference (left $(left) s)"; bench "$OUT/bench.jsonl" reference "${REF_STEPS:-2}" "${REF_WARMUP:-1}" $REF; fi
 if [ -n "${PROFILE:-}" ] && [ "$(left)" -gt 60 ]; then
   echo "== profile ${PROFILE} (left $(left) s)"
-  timeout "$(( $(left) - 15 ))" python3 benchmarks/profile_step.py --preset "${PROFILE%%:*}" --batch "${PROFILE##*:}" \
-    --seq-len "$SEQ" > "$OUT/profile.txt" 2>> "$OUT/bench.err"; head -40 "$OUT/profile.txt"
+  IFS=: read -r preset batch extra <<< "$PROFILE"
+  timeout "$(( $(left) - 15 ))" python3 benchmarks/profile_step.py --preset "$preset" --batch "$batch" \
+    --seq-len "$SEQ" ${extra:+--$extra} > "$OUT/profile.txt" 2>> "$OUT/bench.err"; head -40 "$OUT/profile.txt"
 fi
 tail -c 3000 "$OUT/bench.err" 2>/dev/null
 (cd .gpu-cache && find triton -name '*.autotune.json' > /tmp/keep.txt && tar czf "$OUT/gpu-cache.tgz" -T /tmp/keep.txt inductor 2>/dev/null

@@ -21,7 +21,7 @@ from search_space.presets import get_preset
 
 KINDS = [  # (kind, regex on the kernel name); first match wins
     ("matmul (cuBLAS/cutlass GEMM)", r"gemm|cutlass|sm90_xmma|nvjet|cublas|wgmma|splitK"),
-    ("mamba selective scan", r"selective_scan"),
+    ("mamba selective scan / causal conv", r"selective_scan|causal_conv1d"),
     ("attention (FlexAttention/SDPA)", r"flex_attention|triton_tem_fused_flex|flash|fmha|attn"),
     ("fla gla/retention kernels", r"chunk_|gla|retention|simple_gla|fwd_h|bwd_dh|cumsum"),
     ("optimizer (fused AdamW)", r"adam|Adam"),
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--trace", help="also write a Chrome trace here")
+    ap.add_argument("--compile", action="store_true", help="HybridLM.compile_sublayers first (as bench --compile)")
     args = ap.parse_args()
 
     dev = torch.device("cuda")
@@ -55,6 +56,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = HybridLM(cfg, vocab_size=vocab).to(dev)
     backends = model.set_backend(args.backend, dev)
+    if args.compile:
+        model.compile_sublayers()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     x = torch.randint(0, vocab, (args.batch, args.seq_len + 1), device=dev)
     inp, tgt = x[:, :-1], x[:, 1:]
@@ -88,7 +91,7 @@ def main() -> None:
             rec[0] += ev.time_range.elapsed_us() / 1000.0  # us -> ms
             rec[1] += 1
     total_ms = sum(v[0] for v in per_kernel.values()) / args.steps
-    print(f"# {args.preset}, backend {args.backend} {backends}, batch {args.batch} x {args.seq_len}, "
+    print(f"# {args.preset}, backend {args.backend} {backends}{', compiled' if args.compile else ''}, batch {args.batch} x {args.seq_len}, "
           f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}")
     print(f"# step (CUDA events, under the profiler): {wall_ms:.1f} ms; summed kernel time {total_ms:.1f} ms/step "
           f"({100 * total_ms / wall_ms:.0f}% of the step; the rest is GPU idle, i.e. launch/host bound)")

@@ -8,7 +8,7 @@ from sweeps.config import ConfigLoadError, RunConfig, from_plain, load_config, p
 
 
 def test_packaged_configs_load() -> None:
-    layouts = {"quickstart": "patterns", "samba_ablation": "presets", "layout_search": "layouts"}
+    layouts = {"quickstart": "patterns", "samba_ablation": "presets", "layout_search": "layouts", "gpu_pack": "patterns"}
     for name, source in layouts.items():
         cfg = load_config(name)  # validates the search space too, feasibility included
         assert isinstance(cfg, RunConfig)
@@ -16,6 +16,8 @@ def test_packaged_configs_load() -> None:
     assert load_config("samba_ablation").sweep.budget["params"] == 754700
     assert load_config("layout_search").sweep.objectives == {"val/ppl": "min", "perf/tokens_per_s": "max"}
     assert packaged_config("quickstart").name == "quickstart.yaml"
+    packed = load_config("gpu_pack").sweep
+    assert (packed.gpus_per_trial, packed.max_concurrent, len(set(packed.patterns))) == (0.25, 4, 12)
 
 
 def test_overrides_apply_on_top_of_the_file() -> None:

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# On the GPU machine (device tool): the packed GPU sweep of issue 6, plus optional reference-path throughput runs.
+# Results go to $OUT: sweep-*.log, gpu_util.csv, phases.txt, gpu_sweep.json/.md, bench-ref.jsonl, device.txt.
+#
+# Stage first, here, in .whl: fla, omegaconf and the sweep stack for Python 3.12 (ray[tune] 2.60.0 repacked
+# without its Java jar, optuna 5.0.0, mlflow-skinny 3.17.2 and their dependencies the machine lacks); carry [".whl"].
+# Usage (each phase bounded by DEADLINE seconds from the start):
+#   REF="samba-421m:4 mamba-432m:4" REF_STEPS=1 REF_WARMUP=1 \
+#   SWEEPS="pack_cold pack_warm serial_warm" SERIAL_SAMPLES=6 DEADLINE=540 bash benchmarks/gpu_sweep.sh
+# pack_cold starts from an empty HYBRIDLAB_HOME (its kernel cache is cold: the sweep warms it before trials start);
+# pack_warm is the same sweep on the now warm cache; serial_warm runs one trial at a time (a whole GPU each).
+set -uo pipefail
+T0=$SECONDS
+DEADLINE=${DEADLINE:-540}
+left() { echo $((DEADLINE - (SECONDS - T0))); }
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 FLA_CACHE_RESULTS=1
+export HYBRIDLAB_HOME=${HYBRIDLAB_HOME:-/tmp/hybridlab-home}
+rm -rf "$HYBRIDLAB_HOME"
+{
+  date -u +%FT%TZ
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nproc
+  python3 -c "import torch, triton, fla, ray, optuna, mlflow; print('torch', torch.__version__, 'triton', triton.__version__, 'fla', fla.__version__, 'ray', ray.__version__, 'optuna', optuna.__version__, 'mlflow', mlflow.__version__)"
+} 2>&1 | tee "$OUT/device.txt"
+
+if [ -n "${REF:-}" ]; then
+  for spec in $REF; do
+    IFS=: read -r preset batch extra <<< "$spec"
+    if [ "$(left)" -lt 60 ]; then echo "$preset reference: skipped, deadline" | tee -a "$OUT/bench.err"; continue; fi
+    t=$SECONDS
+    json=$(timeout "$(( $(left) - 30 ))" python3 -m sweeps.cli bench train --preset "$preset" --seq-len "${SEQ:-4096}" \
+      --batch "$batch" --steps "${REF_STEPS:-1}" --warmup "${REF_WARMUP:-1}" --backend reference --no-contrast --json \
+      2>> "$OUT/bench.err") || { echo "$preset reference: failed or timed out after $((SECONDS - t)) s" | tee -a "$OUT/bench.err"; continue; }
+    echo "$json" | python3 -c "import json, sys; [print(json.dumps({'preset': '$preset', 'requested': 'reference', 'wall_s': $((SECONDS - t)), **r})) for r in json.load(sys.stdin)]" \
+      | tee -a "$OUT/bench-ref.jsonl" | cut -c1-300
+  done
+fi
+
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500 > "$OUT/gpu_util.csv" &
+SMI=$!
+for name in ${SWEEPS:-pack_cold pack_warm serial_warm}; do
+  if [ "$(left)" -lt 45 ]; then echo "sweep $name: skipped, deadline"; continue; fi
+  extra=()
+  case $name in serial*) extra=(sweep.gpus_per_trial=1 sweep.max_concurrent=1 "sweep.num_samples=${SERIAL_SAMPLES:-6}") ;; esac
+  echo "== sweep $name ${extra[*]} (left $(left) s)"
+  start=$(date +%s.%N)
+  timeout "$(( $(left) - 25 ))" python3 -m sweeps.cli sweep gpu_pack "sweep.name=$name" "${extra[@]}" > "$OUT/sweep-$name.log" 2>&1
+  echo "$name: exit $?"
+  echo "$name $start $(date +%s.%N)" >> "$OUT/phases.txt"
+  grep -E "warming|kernel cache|kernels warm|^sweep .*trials" "$OUT/sweep-$name.log" | cut -c1-200
+done
+kill $SMI 2>/dev/null
+python3 benchmarks/gpu_sweep_summary.py ${SWEEPS:-pack_cold pack_warm serial_warm} --util "$OUT/gpu_util.csv" \
+  --phases "$OUT/phases.txt" --json "$OUT/gpu_sweep.json" | tee "$OUT/gpu_sweep.md"
+echo "total $((SECONDS - T0)) s"
