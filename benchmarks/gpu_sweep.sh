@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # On the GPU machine (device tool): the packed GPU sweep of issue 6, plus optional reference-path throughput runs.
-# Results go to $OUT: sweep-*.log, gpu_util.csv, phases.txt, gpu_sweep.json/.md, bench-ref.jsonl, device.txt.
+# Results go to $OUT: pytest.log, parity.jsonl, sweep-*.log, gpu_util.csv, phases.txt, gpu_sweep.json/.md, bench-ref.jsonl, device.txt.
 #
 # Stage first, here, in .whl: fla, omegaconf and the sweep stack for Python 3.12 (ray[tune] 2.60.0 repacked
 # without its Java jar, optuna 5.0.0, mlflow-skinny 3.17.2 and their dependencies the machine lacks); carry [".whl"].
 # Usage (each phase bounded by DEADLINE seconds from the start):
-#   REF="samba-421m:4 mamba-432m:4" REF_STEPS=1 REF_WARMUP=1 \
+#   PARITY_TESTS="tests/blocks/test_gla.py" PARITY_BUDGET=150 WORKERS=8 \
+#   REF="samba-421m:4 mamba-432m:4" REF_STEPS=1 REF_WARMUP=1 REF_BUDGET=120 \
 #   SWEEPS="pack_cold pack_warm serial_warm" SERIAL_SAMPLES=6 DEADLINE=540 bash benchmarks/gpu_sweep.sh
 # pack_cold starts from an empty HYBRIDLAB_HOME (its kernel cache is cold: the sweep warms it before trials start);
 # pack_warm is the same sweep on the now warm cache; serial_warm runs one trial at a time (a whole GPU each).
@@ -18,6 +19,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 FLA_CACHE_RESULTS=1
 export HYBRIDLAB_HOME=${HYBRIDLAB_HOME:-/tmp/hybridlab-home}
 rm -rf "$HYBRIDLAB_HOME"
+unset TRITON_CACHE_DIR TORCHINDUCTOR_CACHE_DIR  # the sweeps keep theirs under HYBRIDLAB_HOME/cache, empty at first
 {
   date -u +%FT%TZ
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -25,12 +27,21 @@ rm -rf "$HYBRIDLAB_HOME"
   python3 -c "import torch, triton, fla, ray, optuna, mlflow; print('torch', torch.__version__, 'triton', triton.__version__, 'fla', fla.__version__, 'ray', ray.__version__, 'optuna', optuna.__version__, 'mlflow', mlflow.__version__)"
 } 2>&1 | tee "$OUT/device.txt"
 
+if [ -n "${PARITY_TESTS:-}" ]; then  # GPU tests still to run, on the carried autotune cache (.gpu-cache/triton)
+  PAR=(); python3 -c "import xdist" 2>/dev/null && PAR=(-n "${WORKERS:-8}" --dist worksteal)
+  echo "== parity: pytest -m gpu $PARITY_TESTS ${PAR[*]} (budget ${PARITY_BUDGET:-150} s)"
+  mkdir -p .gpu-cache/triton
+  TRITON_CACHE_DIR=$PWD/.gpu-cache/triton HYBRIDLAB_PARITY_JSON=$OUT/parity.jsonl timeout "${PARITY_BUDGET:-150}" \
+    python3 -m pytest -p no:cacheprovider -m gpu $PARITY_TESTS "${PAR[@]}" -v -rA --tb=long \
+    2>&1 | tee "$OUT/pytest.log" | grep -E "PASSED|FAILED|ERROR|passed|failed" | cut -c1-200
+fi
+REF_END=$(( SECONDS + ${REF_BUDGET:-120} ))
 if [ -n "${REF:-}" ]; then
   for spec in $REF; do
     IFS=: read -r preset batch extra <<< "$spec"
-    if [ "$(left)" -lt 60 ]; then echo "$preset reference: skipped, deadline" | tee -a "$OUT/bench.err"; continue; fi
+    if [ "$(left)" -lt 60 ] || [ $(( REF_END - SECONDS )) -lt 20 ]; then echo "$preset reference: skipped, deadline" | tee -a "$OUT/bench.err"; continue; fi
     t=$SECONDS
-    json=$(timeout "$(( $(left) - 30 ))" python3 -m sweeps.cli bench train --preset "$preset" --seq-len "${SEQ:-4096}" \
+    json=$(timeout "$(( REF_END - SECONDS ))" python3 -m sweeps.cli bench train --preset "$preset" --seq-len "${SEQ:-4096}" \
       --batch "$batch" --steps "${REF_STEPS:-1}" --warmup "${REF_WARMUP:-1}" --backend reference --no-contrast --json \
       2>> "$OUT/bench.err") || { echo "$preset reference: failed or timed out after $((SECONDS - t)) s" | tee -a "$OUT/bench.err"; continue; }
     echo "$json" | python3 -c "import json, sys; [print(json.dumps({'preset': '$preset', 'requested': 'reference', 'wall_s': $((SECONDS - t)), **r})) for r in json.load(sys.stdin)]" \
