@@ -141,6 +141,7 @@ class Mamba(Mixer):
         self.D = nn.Parameter(torch.ones(self.d_inner))
         self.D._no_weight_decay = True  # type: ignore[attr-defined]
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+        self._route, self._conv = "", ""  # the kernel path's fused route and conv, set by set_backend
 
     @classmethod
     def kernel_status(cls) -> str | None:
@@ -151,6 +152,13 @@ class Mamba(Mixer):
         except (ImportError, OSError) as err:
             return f"Mamba kernel path needs mamba_ssm with its CUDA extension ({err}). {_INSTALL}"
         return None
+
+    def set_backend(self, backend: Literal["reference", "kernel"]) -> None:
+        """Select the path; on ``kernel``, also which fused route and causal conv it takes here (logged once)."""
+        super().set_backend(backend)
+        if backend == "kernel":
+            self._route = scan_kernel.fused_impl()
+            self._conv = scan_kernel.conv_impl()
 
     def _A(self) -> Tensor:
         return -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32)))  # (d_inner, N)
@@ -189,7 +197,7 @@ class Mamba(Mixer):
         unfused route with ``scan_kernel.selective_scan`` instead.
         """
         batch, T, _ = x.shape
-        if scan_kernel.fused_impl() == "mamba_inner_fn":
+        if self._route == "mamba_inner_fn":
             # in_proj as W @ x^T so that (B, 2·d_inner, T) has unit stride along T, as mamba_ssm does
             xz = self.in_proj.weight @ x.reshape(batch * T, -1).t()  # (2·d_inner, B·T)
             xz = xz.view(-1, batch, T).transpose(0, 1)  # (B, 2·d_inner, T)
@@ -198,7 +206,7 @@ class Mamba(Mixer):
                 self.out_proj.weight, self._A(), self.D, self.dt_proj.bias,
             )
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # (B, T, d_inner) each
-        if scan_kernel.conv_impl() == "fla":
+        if self._conv == "fla":
             u = scan_kernel.fla_causal_conv_silu(xs, self.conv1d.weight[:, 0, :], self.conv1d.bias)
         else:
             u = F.silu(self._causal_conv(xs)).to(xs.dtype)  # (B, T, d_inner)
