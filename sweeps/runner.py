@@ -315,8 +315,8 @@ def _prewarm(cfg: RunConfig, quiet: bool) -> list[dict[str, Any]]:
     records = [r for per_node in ray.get(refs) for r in per_node]
     if not quiet:
         for r in records:
-            print(f"  {r['pattern']}: kernel cache {r['cache']}"
-                  + (f", {r['seconds']:.1f} s" if "seconds" in r else ""), file=sys.stderr)
+            ran = f", ran {r['units_run']} of its {r['units']} kernel units in {r['seconds']:.1f} s" if "units" in r else ""
+            print(f"  {r['pattern']}: kernel cache {r['cache']}{ran}", file=sys.stderr)
     print(f"sweep {cfg.sweep.name}: kernels warm after {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return records
 

@@ -3,13 +3,15 @@
 fla's Triton kernels autotune for minutes the first time they see a shape and dtype, and FlexAttention and
 ``train.compile`` compile per shape (shared/gpu/README.md). Their results land in the shared caches
 (``sweeps.paths.share_kernel_cache``: Triton's with fla's autotune results, and inductor's), so only the
-first process to run a shape should pay. ``warm_kernels`` runs the shapes a run will meet (a training step
-at ``batch_size x seq_len``, forward passes at the evaluation lengths) once, under an exclusive file lock
-named by the run's *kernel signature* (the GPU, the library versions, every layer's resolved config and
-backend, the shapes, the precision). The first process with a signature does the work and leaves a marker;
-processes that arrive meanwhile wait on the lock instead of autotuning the same kernels in parallel on the
-same GPU, then find the marker and start at once. ``prewarm_nodes`` does this for a sweep's known layouts
-on every GPU node before any trial starts.
+first process to run a shape should pay. A model's *kernel units* are its distinct sublayers (norm and
+mixers with their resolved configs and paths) at the run's shapes, plus the head and loss when compiled;
+``warm_kernels`` runs each unit alone (a forward and backward at ``batch_size x seq_len``, forwards at the
+evaluation lengths) under an exclusive file lock named by the unit's signature (GPU, library versions,
+unit, shapes, precision) and leaves a marker. Processes that arrive while a unit runs wait on its lock
+instead of autotuning the same kernels in parallel on one GPU, then find the marker and go on. Layouts
+share units, so a sweep of twelve layouts built from a handful of distinct sublayers warms a handful.
+``prewarm`` does this for a sweep's listed layouts on every GPU node before any trial starts
+(``sweeps.runner``).
 """
 
 from __future__ import annotations
@@ -31,20 +33,26 @@ import torch
 from blocks.model import HybridLM
 from sweeps.config import RunConfig
 
-__all__ = ["WarmupResult", "kernel_signature", "warm_kernels", "warm_dir", "needs_warmup"]
+__all__ = ["WarmupResult", "kernel_signature", "kernel_units", "warm_kernels", "warm_dir", "needs_warmup", "prewarm"]
 
 MARKER_DIR = "hybridlab-warm"
 
 
 @dataclass(frozen=True)
 class WarmupResult:
-    """What ``warm_kernels`` did: ``cache`` is ``cold`` (this process warmed the shapes), ``waited``
-    (another process was warming them; this one waited on the lock) or ``warm`` (already done)."""
+    """What ``warm_kernels`` did over a model's kernel units (one per distinct sublayer, plus the compiled head).
+
+    ``cache`` is ``cold`` when this process ran at least one unit, ``waited`` when it ran none but waited
+    for another process that was running one, and ``warm`` when every unit was done before it started;
+    ``signature`` hashes the units' signatures (the same model and shapes give the same one).
+    """
 
     signature: str
     cache: str
     seconds: float
     waited_s: float
+    units: int
+    units_run: int
 
 
 def warm_dir() -> Path:
@@ -60,29 +68,53 @@ def needs_warmup(model: HybridLM, device: torch.device, compiled: bool) -> bool:
     return device.type == "cuda" and (compiled or "kernel" in model.backends.values())
 
 
-def kernel_signature(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> str:
-    """A short hash of everything that decides which kernels (and which autotune keys) a run meets."""
+def _context(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> dict[str, Any]:
+    """What every unit's kernels depend on besides the unit itself: device, versions, shapes, precision."""
     try:
         import triton
 
         triton_version = triton.__version__
     except ImportError:  # CPU builds of torch come without it
         triton_version = None
-    layers = [[(m.symbol, m.backend, m.d_model, dataclasses.asdict(m.config)) for m in block.mixers]
-              for block in model.layers]
     t = cfg.train
-    facts = {
+    return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__,
         "triton": triton_version,
-        "layers": layers,
-        "vocab": model.vocab_size,
+        "d_model": model.config.d_model,
         "train": [t.batch_size, cfg.data.seq_len],
         "eval": [t.eval_batch_size, sorted({cfg.data.seq_len, *cfg.data.eval_lengths})],
         "bf16": use_bf16,
         "compiled": model.compiled,
     }
+
+
+def _digest(facts: Any) -> str:
     return hashlib.sha1(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _units(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> dict[str, tuple[str, int]]:
+    """``{signature: (what, sublayer index or -1 for the head)}``, first sublayer of each kind."""
+    ctx = _context(model, cfg, device, use_bf16)
+    units: dict[str, tuple[str, int]] = {}
+    for i, block in enumerate(model.layers):
+        mixers = [(m.symbol, m.backend, dataclasses.asdict(m.config)) for m in block.mixers]
+        units.setdefault(_digest({**ctx, "block": mixers}), ("|".join(m.symbol for m in block.mixers), i))
+    if model.compiled:
+        units.setdefault(_digest({**ctx, "head": model.vocab_size, "tied": model.config.tie_embeddings}), ("head", -1))
+    return units
+
+
+def kernel_units(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> dict[str, str]:
+    """The model's kernel units, ``{signature: what}``: one per distinct sublayer (its norm and mixers, each
+    mixer's resolved config and path) at the run's shapes, plus the head and loss when compiled. Layouts
+    that share a sublayer share its unit, so it is warmed once for all of them."""
+    return {sig: what for sig, (what, _) in _units(model, cfg, device, use_bf16).items()}
+
+
+def kernel_signature(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> str:
+    """A short hash of everything that decides which kernels (and which autotune keys) a run meets."""
+    return _digest(sorted(kernel_units(model, cfg, device, use_bf16)))
 
 
 @contextlib.contextmanager
@@ -97,44 +129,65 @@ def _locked(path: Path) -> Iterator[float]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _run_shapes(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> None:
-    """One forward+backward at the training shape, forwards at the evaluation shapes; no parameter changes."""
+def _run_unit(model: HybridLM, index: int, cfg: RunConfig, device: torch.device, use_bf16: bool) -> None:
+    """One forward+backward of the unit at the training shape, forwards at the evaluation shapes.
+
+    The unit runs alone on random activations (the residual stream's dtype), not inside the whole model;
+    its gradients are cleared afterwards and nothing else changes.
+    """
     t = cfg.train
+    d = model.config.d_model
     gen = torch.Generator(device="cpu").manual_seed(0)  # leaves the run's own RNG streams alone
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
-    tokens = torch.randint(0, model.vocab_size, (t.batch_size, cfg.data.seq_len + 1), generator=gen).to(device)
+    dtype = model.embed.weight.dtype
+    module = model.layers[index] if index >= 0 else None
     was_training = model.training
     model.train()
+    x = torch.randn(t.batch_size, cfg.data.seq_len, d, generator=gen, dtype=dtype).to(device).requires_grad_(True)
     with autocast:
-        loss = model.loss(tokens[:, :-1], tokens[:, 1:])
-    loss.backward()
+        if module is None:
+            targets = torch.randint(0, model.vocab_size, (t.batch_size, cfg.data.seq_len), generator=gen).to(device)
+            out = model._head_loss(x, targets)
+        else:
+            out = module(x).float().pow(2).mean()
+    out.backward()
     model.zero_grad(set_to_none=True)
-    model.eval()
-    with torch.no_grad(), autocast:
-        for length in sorted({cfg.data.seq_len, *cfg.data.eval_lengths}):
-            model(torch.randint(0, model.vocab_size, (t.eval_batch_size, length), generator=gen).to(device))
+    if module is not None:
+        model.eval()
+        with torch.no_grad(), autocast:
+            for length in sorted({cfg.data.seq_len, *cfg.data.eval_lengths}):
+                module(torch.randn(t.eval_batch_size, length, d, generator=gen, dtype=dtype).to(device))
     model.train(was_training)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def warm_kernels(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> WarmupResult:
-    """Run the shapes of ``cfg`` once on ``model`` unless a process on this cache already has.
+    """Run each of the model's kernel units once unless a process on this cache already has.
 
-    Gradients are cleared afterwards and no optimizer steps, so the run that follows is unchanged.
+    Each unit has its own lock and marker, so concurrent processes share the work: a unit another process is
+    running is waited for, never run twice. Gradients are cleared afterwards and no optimizer steps, so the
+    run that follows is unchanged.
     """
-    sig = kernel_signature(model, cfg, device, use_bf16)
+    units = _units(model, cfg, device, use_bf16)
     folder = warm_dir()
-    marker = folder / f"{sig}.json"
     t0 = time.perf_counter()
-    done_before = marker.exists()
-    with _locked(folder / f"{sig}.lock") as waited:
-        if marker.exists():
-            return WarmupResult(sig, "warm" if done_before else "waited", time.perf_counter() - t0, waited)
-        _run_shapes(model, cfg, device, use_bf16)
-        seconds = time.perf_counter() - t0
-        marker.write_text(json.dumps({"seconds": seconds, "pattern": model.pattern.compact, "time": time.time()}))
-    return WarmupResult(sig, "cold", seconds, waited)
+    ran = waited_on = 0
+    waited_total = 0.0
+    for sig, (what, index) in units.items():
+        marker = folder / f"{sig}.json"
+        done_before = marker.exists()
+        with _locked(folder / f"{sig}.lock") as waited:
+            waited_total += waited
+            if marker.exists():
+                waited_on += not done_before
+                continue
+            u0 = time.perf_counter()
+            _run_unit(model, index, cfg, device, use_bf16)
+            marker.write_text(json.dumps({"unit": what, "seconds": time.perf_counter() - u0, "time": time.time()}))
+            ran += 1
+    cache = "cold" if ran else ("waited" if waited_on else "warm")
+    return WarmupResult(_digest(sorted(units)), cache, time.perf_counter() - t0, waited_total, len(units), ran)
 
 
 def prewarm(plains: list[dict[str, Any]]) -> list[dict[str, Any]]:

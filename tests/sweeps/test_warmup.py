@@ -17,7 +17,7 @@ import torch
 
 from blocks import HybridLM, ModelConfig
 from sweeps.config import RunConfig, to_plain
-from sweeps.warmup import kernel_signature, needs_warmup, prewarm, warm_dir, warm_kernels
+from sweeps.warmup import kernel_signature, kernel_units, needs_warmup, prewarm, warm_dir, warm_kernels
 
 
 @pytest.fixture
@@ -65,27 +65,55 @@ def test_the_signature_changes_with_anything_that_picks_a_kernel_shape() -> None
     assert base not in sigs and len(sigs) == len(others)
 
 
+def test_units_are_the_distinct_sublayers_and_layouts_share_them() -> None:
+    cpu = torch.device("cpu")
+    samba = _run_config("(M-F-A[window=8]-F)*2")
+    units = kernel_units(_model(samba), samba, cpu, use_bf16=True)
+    assert sorted(units.values()) == ["A", "F", "M"]  # eight sublayers, three kinds
+    llama = _run_config("(A[window=8]-F)*3")
+    shared = kernel_units(_model(llama), llama, cpu, use_bf16=True)
+    assert set(shared) < set(units)  # its A and F units are the Samba model's
+    nope = _run_config("(A[window=8,rope=false]-F)*3")
+    assert len(set(kernel_units(_model(nope), nope, cpu, use_bf16=True)) - set(units)) == 1
+    compiled = _model(samba)
+    compiled.compile_sublayers(backend="aot_eager")
+    assert "head" in kernel_units(compiled, samba, cpu, use_bf16=True).values()
+
+
 def test_the_first_call_warms_and_leaves_the_model_as_it_was(cache: Path) -> None:
     cfg = _run_config()
     model = _model(cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     first = warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False)
-    assert first.cache == "cold" and first.seconds > 0
-    assert json.loads((warm_dir() / f"{first.signature}.json").read_text())["pattern"] == model.pattern.compact
+    assert (first.cache, first.units, first.units_run) == ("cold", 3, 3) and first.seconds > 0
+    markers = [json.loads(p.read_text())["unit"] for p in warm_dir().glob("*.json")]
+    assert sorted(markers) == ["A", "F", "M"]
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters()) and model.training
     assert torch.equal(torch.get_rng_state(), rng)  # the run's own random stream is untouched
     again = warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False)
-    assert (again.cache, again.signature) == ("warm", first.signature)
+    assert (again.cache, again.signature, again.units_run) == ("warm", first.signature, 0)
+    other = _run_config("(A[window=8]-F)*2-G")  # shares A and F: only G runs
+    more = warm_kernels(_model(other), other, torch.device("cpu"), use_bf16=False)
+    assert (more.cache, more.units, more.units_run) == ("cold", 3, 1)
     assert warm_dir().parent == cache
 
 
+def test_a_compiled_model_warms_its_head_too(cache: Path) -> None:
+    cfg = _run_config("A[window=8]-F")
+    model = _model(cfg)
+    model.compile_sublayers(backend="aot_eager")
+    r = warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False)
+    assert (r.units, r.units_run) == (3, 3) and all(p.grad is None for p in model.parameters())
+
+
 def test_a_process_arriving_while_another_warms_waits_instead_of_warming_again(cache: Path) -> None:
-    """The test holds the signature's lock (another process warming); a second process blocks on it and,
-    once the marker is written and the lock released, starts without running the shapes itself."""
-    cfg = _run_config()
-    sig = kernel_signature(_model(cfg), cfg, torch.device("cpu"), use_bf16=False)
+    """The test holds the unit's lock (another process warming it); a second process blocks on it and, once
+    the marker is written and the lock released, goes on without running the unit itself."""
+    cfg = _run_config("F")
+    units = kernel_units(_model(cfg), cfg, torch.device("cpu"), use_bf16=False)
+    (sig,) = units
     child = textwrap.dedent(
         f"""
         import json, sys, torch
@@ -93,11 +121,11 @@ def test_a_process_arriving_while_another_warms_waits_instead_of_warming_again(c
         from test_warmup import _model, _run_config
         from sweeps import warmup
         warmup._run_shapes = lambda *a: sys.exit("ran the shapes again")
-        cfg = _run_config()
+        cfg = _run_config("F")
         model = _model(cfg)
         print("ready", flush=True)
         r = warmup.warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False)
-        print(json.dumps([r.signature, r.cache, r.waited_s]))
+        print(json.dumps([r.cache, r.waited_s, r.units_run]))
         """
     )
     with open(warm_dir() / f"{sig}.lock", "a+") as lock:
@@ -111,8 +139,8 @@ def test_a_process_arriving_while_another_warms_waits_instead_of_warming_again(c
         fcntl.flock(lock, fcntl.LOCK_UN)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0
-    signature, kind, waited = json.loads(out.strip().splitlines()[-1])
-    assert (signature, kind) == (sig, "waited") and waited >= 1.0
+    kind, waited, ran = json.loads(out.strip().splitlines()[-1])
+    assert (kind, ran) == ("waited", 0) and waited >= 1.0
 
 
 def test_prewarm_of_a_reference_config_on_cpu_has_nothing_to_do(cache: Path) -> None:
