@@ -107,6 +107,7 @@ class HybridLM(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         self.backends: dict[str, str] = {}
+        self.kernel_routes: dict[str, str] = {}  # symbol -> Mixer.kernel_route(), after set_backend
         self.compiled: str | None = None  # the torch.compile backend after compile_sublayers()
         self._init_weights(config.init)
 
@@ -148,7 +149,8 @@ class HybridLM(nn.Module):
         """Resolve ``requested`` (auto/reference/kernel) per mixer for ``device``; returns symbol -> path.
 
         Resolution happens once per mixer class and is recorded in ``self.backends`` (logged as the
-        MLflow tags ``hybridlab.backend.<symbol>``).
+        MLflow tags ``hybridlab.backend.<symbol>``); where a kernel path has several routes, the one taken
+        is in ``self.kernel_routes`` (tags ``hybridlab.kernel_route.<symbol>``).
         """
         chosen: dict[str, str] = {}
         for m in self.mixers():
@@ -156,6 +158,7 @@ class HybridLM(nn.Module):
                 chosen[m.symbol] = resolve_backend(requested, type(m), device)
             m.set_backend(chosen[m.symbol])
         self.backends = chosen
+        self.kernel_routes = {m.symbol: r for m in self.mixers() if (r := m.kernel_route()) is not None}
         return chosen
 
     def compile_sublayers(self, backend: str = "inductor", mode: str | None = None) -> None:

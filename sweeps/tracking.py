@@ -142,6 +142,7 @@ class MLflowHooks(Hooks):
                 pattern = pattern[: MAX_PARAM_CHARS - 3] + "..."
             self.c.log_batch(self.run_id, params=[Param("pattern", pattern), Param("layout_hash", info["layout_hash"])])
         tags = {f"hybridlab.backend.{s}": b for s, b in info["backends"].items()}
+        tags.update({f"hybridlab.kernel_route.{s}": r for s, r in info.get("kernel_routes", {}).items()})
         tags.update({"hybridlab.device": info["device"], "hybridlab.precision": info["precision"]})
         warm = info.get("kernel_warmup")
         if warm is not None:

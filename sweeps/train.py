@@ -152,6 +152,7 @@ def run_training(
         "params": model.num_params(),
         "flops_per_token": model.flops_per_token(cfg.data.seq_len),
         "backends": backends,
+        "kernel_routes": dict(model.kernel_routes),
         "device": str(device),
         "precision": "bf16-autocast" if use_bf16 else "fp32",
         "compiled": bool(t.compile),

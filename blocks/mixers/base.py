@@ -188,6 +188,12 @@ class Mixer(nn.Module):
         """The projections writing into the residual stream (rescaled by ``init: mamba``)."""
         return []
 
+    def kernel_route(self) -> str | None:
+        """On the kernel path, which of several implementations it runs here when that depends on what is
+        installed (recorded per run as the tag ``hybridlab.kernel_route.<symbol>``); None when there is no
+        choice."""
+        return None
+
     def record(self, name: str, value: Tensor) -> None:
         """Hand a diagnostic tensor to the active capture; call only under ``if self.diagnostics``."""
         self.diagnostics.add(self, name, value)

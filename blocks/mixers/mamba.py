@@ -160,6 +160,11 @@ class Mamba(Mixer):
             self._route = scan_kernel.fused_impl()
             self._conv = scan_kernel.conv_impl()
 
+    def kernel_route(self) -> str | None:
+        if self.backend != "kernel":
+            return None
+        return self._route if self._route == "mamba_inner_fn" else f"{self._route} after the {self._conv} causal conv"
+
     def _A(self) -> Tensor:
         return -torch.exp(self.A_log.to(torch.promote_types(self.A_log.dtype, torch.float32)))  # (d_inner, N)
 

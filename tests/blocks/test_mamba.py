@@ -342,6 +342,10 @@ def test_kernel_path_without_causal_conv1d_runs_the_gated_scan(fake_mamba_ssm: l
     from blocks.ops.selective_scan import kernel
 
     assert kernel.fused_impl() == "selective_scan_fn" and kernel.conv_impl() == "torch"
+    m = Mamba(16, MambaConfig())
+    assert m.kernel_route() is None
+    m.set_backend("kernel")
+    assert m.kernel_route() == "selective_scan_fn after the torch causal conv"  # the fallback is named
     _kernel_vs_reference()
     assert [c["fn"] for c in fake_mamba_ssm] == ["selective_scan_fn"]
     assert fake_mamba_ssm[0]["fused"]  # bias, softplus and the SiLU(z) gate inside the kernel
@@ -372,6 +376,9 @@ def test_kernel_path_with_causal_conv1d_runs_mamba_inner_fn(fake_mamba_ssm: list
     sys.modules["mamba_ssm.ops.selective_scan_interface"].causal_conv1d_fwd_function = object()
     kernel.fused_impl.cache_clear()
     assert kernel.fused_impl() == "mamba_inner_fn"
+    m = Mamba(16, MambaConfig())
+    m.set_backend("kernel")
+    assert m.kernel_route() == "mamba_inner_fn"
     _kernel_vs_reference()
     assert [c["fn"] for c in fake_mamba_ssm] == ["mamba_inner_fn", "selective_scan_fn"]
 

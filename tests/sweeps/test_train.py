@@ -70,6 +70,7 @@ def test_logs_the_design_metric_names() -> None:
     assert m["val/ppl"] == pytest.approx(math.exp(m["val/loss"]))
     assert m["val/ppl_len32"] == pytest.approx(m["val/ppl"])
     assert rec.info["backends"] == {"M": "reference", "F": "reference", "A": "reference"}
+    assert rec.info["kernel_routes"] == {} and rec.info["kernel_warmup"] is None  # CPU: nothing to warm
     curve = rec.artifacts["eval/loss_by_position.json"]["buckets"]
     assert len(curve) == 16 and curve[0]["start"] == 0 and curve[-1]["end"] == 128
     assert all(math.isfinite(b["mean_loss"]) for b in curve)
