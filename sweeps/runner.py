@@ -31,6 +31,7 @@ from sweeps.paths import share_kernel_cache
 from sweeps.space import PATTERN_KEY, PRESET_KEY, build_space
 from sweeps.tracking import (
     ROLE_TAG,
+    STATUS_TAG,
     SWEEP_TAG,
     TRIAL_TAG,
     MLflowHooks,
@@ -198,6 +199,25 @@ def _reconcile(c: Any, exp_id: str, parent: str, trial_ids: set[str]) -> int:
     return removed
 
 
+def _close_orphans(c: Any, exp_id: str, parent: str, steps: int) -> int:
+    """End child runs still tagged ``running`` once the sweep is complete; returns how many.
+
+    A trial closes its own run when training returns, but a driver killed between a trial's last report and
+    that moment leaves the run open while Ray, on resume, knows the trial as finished and never runs it again.
+    Such a run is ``ok`` when its final evaluation (at ``train.steps``) was logged, else ``pruned`` (stopped
+    by the scheduler), with the reason in ``hybridlab.error``.
+    """
+    closed = 0
+    flt = f"tags.`mlflow.parentRunId` = '{parent}' and tags.`{STATUS_TAG}` = 'running'"
+    for run in c.search_runs([exp_id], filter_string=flt, max_results=10000):
+        history = c.get_metric_history(run.info.run_id, "val/loss")
+        final = any(m.step >= steps for m in history)
+        note = "closed by the sweep: its trial finished but the driver stopped before the trial closed its run"
+        finish_run(c, run.info.run_id, "ok" if final else "pruned", None if final else note)
+        closed += 1
+    return closed
+
+
 def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, quiet: bool = False) -> SweepOutcome:
     """Run (or resume) the sweep ``cfg.sweep.name``; returns when every trial is done or on interruption.
 
@@ -276,6 +296,9 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
     _log_search_events(c, parent, exp_dir / EVENTS_FILE, kinds)
     if not interrupted:
         _reconcile(c, exp_id, parent, trial_ids)
+        closed = _close_orphans(c, exp_id, parent, cfg.train.steps)
+        if closed:
+            print(f"sweep {name}: closed {closed} trial run(s) the interrupted driver had left open", file=sys.stderr)
         finish_run(c, parent, "ok")
     return SweepOutcome(
         name, exp_id, parent, len(results), n_done, n_errors, interrupted, time.perf_counter() - t0, unfinished,

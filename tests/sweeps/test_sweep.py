@@ -129,7 +129,9 @@ def test_sigkilled_sweep_resumes_without_losing_or_repeating_trials(tmp_path: Pa
     trial_ids = [r.data.tags["hybridlab.trial_id"] for r in children]
     assert len(children) == 4 and len(set(trial_ids)) == 4, trial_ids
     assert sorted(r.data.params["pattern"] for r in children) == sorted(["M-F", "A-F", "(M|A)-F", "G-F-R-F"])
-    assert all(r.data.tags["hybridlab.status"] == "ok" for r in children)
+    states = {r.data.params["pattern"]: (r.data.tags["hybridlab.status"], r.info.status, r.data.tags.get("hybridlab.error"))
+              for r in children}
+    assert all(s[0] == "ok" for s in states.values()), states
     assert all(r.data.metrics.get("val/loss") is not None for r in children)
 
     again = subprocess.run(cmd, env=_env(home), capture_output=True, text=True, timeout=120)
@@ -153,3 +155,26 @@ def test_a_crashing_trial_is_tagged_failed_and_the_sweep_goes_on(tmp_path: Path)
     failed = by_pattern["A-F[hidden=1000000000000]"]
     assert failed.data.tags["hybridlab.status"] == "failed" and failed.info.status == "FAILED"
     assert "allocate" in failed.data.tags["hybridlab.error"]
+
+
+def test_a_complete_sweep_closes_trial_runs_a_killed_driver_left_open(tmp_path: Path) -> None:
+    """A driver killed between a trial's last report and the trial closing its run leaves the run
+    ``running`` although Ray knows the trial as finished; the resumed sweep closes it by what was logged."""
+    from mlflow.entities import Metric
+
+    from sweeps.runner import _close_orphans
+    from sweeps.tracking import client, ensure_experiment, finish_run, start_run
+
+    c = client(tmp_path)
+    exp = ensure_experiment(c, "orphans", tmp_path)
+    parent = start_run(c, exp, "orphans", {"hybridlab.role": "sweep"})
+    runs = {}
+    for name, last_step in [("finished", 60), ("stopped", 20), ("closed", 60)]:
+        runs[name] = start_run(c, exp, name, {"hybridlab.status": "running"}, parent_run_id=parent)
+        c.log_batch(runs[name], metrics=[Metric("val/loss", 3.0, 0, s) for s in range(10, last_step + 1, 10)])
+    finish_run(c, runs["closed"], "ok")
+    assert _close_orphans(c, exp, parent, steps=60) == 2
+    tags = {name: c.get_run(rid).data.tags for name, rid in runs.items()}
+    assert tags["finished"]["hybridlab.status"] == "ok" and c.get_run(runs["finished"]).info.status == "FINISHED"
+    assert tags["stopped"]["hybridlab.status"] == "pruned" and "driver stopped" in tags["stopped"]["hybridlab.error"]
+    assert _close_orphans(c, exp, parent, steps=60) == 0
