@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # On the GPU machine (device tool): the packed GPU sweep of issue 6, plus optional reference-path throughput runs.
-# Results go to $OUT: pytest.log, parity.jsonl, sweep-*.log, gpu_util.csv, phases.txt, gpu_sweep.json/.md, bench-ref.jsonl, device.txt.
+# Results go to $OUT (at most 8 files come back from the device): device.txt, parity.jsonl, bench-ref.jsonl,
+# gpu_sweep.json, gpu_sweep.md and logs.tgz (pytest.log, sweep-*.log, gpu_util.csv, phases.txt, bench.err).
 #
-# Stage first, here, in .whl: fla, omegaconf and the sweep stack for Python 3.12 (ray[tune] 2.60.0 repacked
-# without its Java jar, optuna 5.0.0, mlflow-skinny 3.17.2 and their dependencies the machine lacks); carry [".whl"].
+# Stage first, here: bash benchmarks/gpu_stage_sweep.sh (fla, omegaconf and the sweep stack for Python 3.12 in
+# .whl, 58 MB); carry [".whl", ".gpu-cache"] (.gpu-cache/triton: autotune results for the PARITY_TESTS phase).
 # Usage (each phase bounded by DEADLINE seconds from the start):
 #   PARITY_TESTS="tests/blocks/test_gla.py" PARITY_BUDGET=150 WORKERS=8 \
 #   REF="samba-421m:4 mamba-432m:4" REF_STEPS=1 REF_WARMUP=1 REF_BUDGET=120 \
@@ -14,7 +15,7 @@ set -uo pipefail
 T0=$SECONDS
 DEADLINE=${DEADLINE:-540}
 left() { echo $((DEADLINE - (SECONDS - T0))); }
-OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+FINAL=${OUT:-/tmp/out}; OUT=$FINAL/logs; mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 FLA_CACHE_RESULTS=1
 export HYBRIDLAB_HOME=${HYBRIDLAB_HOME:-/tmp/hybridlab-home}
@@ -65,4 +66,6 @@ done
 kill $SMI 2>/dev/null
 python3 benchmarks/gpu_sweep_summary.py ${SWEEPS:-pack_cold pack_warm serial_warm} --util "$OUT/gpu_util.csv" \
   --phases "$OUT/phases.txt" --json "$OUT/gpu_sweep.json" | tee "$OUT/gpu_sweep.md"
+for f in device.txt parity.jsonl bench-ref.jsonl gpu_sweep.json gpu_sweep.md; do [ -f "$OUT/$f" ] && mv "$OUT/$f" "$FINAL/"; done
+tar czf "$FINAL/logs.tgz" -C "$OUT" . && rm -rf "$OUT"
 echo "total $((SECONDS - T0)) s"

@@ -449,3 +449,23 @@ def test_config_overrides() -> None:
         apply_overrides(MambaConfig(), {"dstate": 8}, "model.mixers.M")
     with pytest.raises(ConfigError, match="d_state"):
         apply_overrides(MambaConfig(), {"d_state": 0}, "model.mixers.M", d_model=64)
+
+
+def test_kernel_path_compiles_around_the_fused_kernel(fake_mamba_ssm: list[dict]) -> None:
+    """Under torch.compile the fused kernel stays one opaque call (a graph break), run once per forward."""
+    from blocks.model import HybridBlock
+    from blocks.ops.selective_scan import kernel
+
+    sys.modules["mamba_ssm.ops.selective_scan_interface"].causal_conv1d_fwd_function = object()
+    kernel.fused_impl.cache_clear()
+    torch.manual_seed(SEED)
+    eager = HybridBlock(40, [Mamba(40, MambaConfig(d_state=5))], 1e-5)
+    compiled = HybridBlock(40, [Mamba(40, MambaConfig(d_state=5))], 1e-5)
+    compiled.load_state_dict(eager.state_dict())
+    for block in (eager, compiled):
+        block.mixers[0].set_backend("kernel")
+    compiled.compile(backend="aot_eager", dynamic=False)
+    x = torch.randn(2, 11, 40)
+    for _ in range(2):
+        torch.testing.assert_close(compiled(x), eager(x), atol=1e-6, rtol=1e-6)
+    assert [c["fn"] for c in fake_mamba_ssm].count("mamba_inner_fn") == 4
