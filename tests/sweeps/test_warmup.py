@@ -148,3 +148,15 @@ def test_prewarm_of_a_reference_config_on_cpu_has_nothing_to_do(cache: Path) -> 
     cfg.model.backend = "reference"
     cfg.train.device = "cpu"
     assert prewarm([to_plain(cfg)]) == [{"pattern": "M-F-A[window=8]-F", "cache": "none"}]
+
+
+def test_cpu_sweeps_reference_sweeps_and_opted_out_sweeps_skip_the_pre_warm() -> None:
+    from sweeps.runner import _prewarm
+
+    cfg = _run_config()
+    assert _prewarm(cfg, quiet=True) == []  # sweep.gpus_per_trial: 0, a CPU sweep
+    cfg.sweep.gpus_per_trial = 0.25
+    cfg.model.backend = "reference"
+    assert _prewarm(cfg, quiet=True) == []  # no kernels and nothing compiled
+    cfg.model.backend, cfg.train.warm_kernels = "auto", False
+    assert _prewarm(cfg, quiet=True) == []
