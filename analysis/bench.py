@@ -40,6 +40,7 @@ class BenchResult:
     batch: int
     seq_len: int
     backend: dict[str, str]
+    kernel_routes: dict[str, str]
     device: str
     tokens_per_s: float
     step_ms: float
@@ -118,6 +119,7 @@ def bench_train(
         batch=batch,
         seq_len=seq_len,
         backend=chosen,
+        kernel_routes=dict(model.kernel_routes),
         device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         tokens_per_s=tps,
         step_ms=step_ms,

@@ -1,0 +1,35 @@
+"""Training throughput measurement (``hybridlab bench train``) on CPU: what it reports and how."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from analysis.bench import bench_train, device_peak_flops
+from blocks import ModelConfig
+from sweeps.cli import main
+
+
+def test_bench_train_reports_throughput_memory_and_the_paths_taken() -> None:
+    cfg = ModelConfig(pattern="M-F-A[window=8]-F", d_model=32, mixers={"A": {"heads": 2}})
+    r = bench_train(cfg, vocab_size=50, seq_len=32, batch=2, backend="auto", steps=2, warmup=1, device="cpu")
+    assert r.backend == {"M": "reference", "F": "reference", "A": "reference"} and r.kernel_routes == {}
+    assert r.tokens_per_s == pytest.approx(2 * 32 / (r.step_ms / 1000))
+    assert r.step_ms > 0 and r.peak_mem_gb > 0 and not r.compiled
+    assert r.mfu is None and device_peak_flops(__import__("torch").device("cpu")) is None  # no peak known for CPUs
+    assert r.flops_per_token_train > 0 and r.params > 0
+
+
+def test_bench_train_cli_prints_one_json_row_per_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["bench", "train", "--pattern", "A[window=8]-F", "--d-model", "32", "--vocab", "40", "--seq-len", "16",
+               "--batch", "2", "--steps", "1", "--warmup", "1", "--json"])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["pattern"] for row in rows] == ["A[window=8]-F"]  # no reference contrast without CUDA
+    assert rows[0]["seq_len"] == 16 and rows[0]["device"] == "cpu"
+
+
+def test_bench_train_needs_a_preset_or_a_pattern(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "train"]) == 2
+    assert "needs --preset NAME or --pattern PATTERN" in capsys.readouterr().err
