@@ -188,34 +188,27 @@ def _finished_in_mlflow(c: Any, exp_id: str, parent: str) -> set[str]:
     }
 
 
-def _reconcile(c: Any, exp_id: str, parent: str, trial_ids: set[str]) -> int:
-    """Delete child runs of trials Ray no longer knows (started just before a driver crash)."""
-    removed = 0
+def _reconcile(c: Any, exp_id: str, parent: str, trial_ids: set[str], steps: int) -> tuple[int, int]:
+    """Bring the child runs of a complete sweep in line with Ray's trials; returns (deleted, closed).
+
+    A run of a trial Ray no longer knows (started just before a driver crash) is deleted. A run still tagged
+    ``running`` is closed: a trial closes its own run when training returns, but a driver killed between the
+    trial's last report and that moment leaves it open while Ray, on resume, knows the trial as finished and
+    never runs it again. Such a run is ``ok`` when its final evaluation (at ``train.steps``) was logged, else
+    ``pruned`` (stopped by the scheduler), with the reason in ``hybridlab.error``.
+    """
+    deleted = closed = 0
+    note = "closed by the sweep: its trial finished but the driver stopped before the trial closed its run"
     for run in c.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=10000):
         tid = run.data.tags.get(TRIAL_TAG)
         if tid is not None and tid not in trial_ids:
             c.delete_run(run.info.run_id)
-            removed += 1
-    return removed
-
-
-def _close_orphans(c: Any, exp_id: str, parent: str, steps: int) -> int:
-    """End child runs still tagged ``running`` once the sweep is complete; returns how many.
-
-    A trial closes its own run when training returns, but a driver killed between a trial's last report and
-    that moment leaves the run open while Ray, on resume, knows the trial as finished and never runs it again.
-    Such a run is ``ok`` when its final evaluation (at ``train.steps``) was logged, else ``pruned`` (stopped
-    by the scheduler), with the reason in ``hybridlab.error``.
-    """
-    closed = 0
-    flt = f"tags.`mlflow.parentRunId` = '{parent}' and tags.`{STATUS_TAG}` = 'running'"
-    for run in c.search_runs([exp_id], filter_string=flt, max_results=10000):
-        history = c.get_metric_history(run.info.run_id, "val/loss")
-        final = any(m.step >= steps for m in history)
-        note = "closed by the sweep: its trial finished but the driver stopped before the trial closed its run"
-        finish_run(c, run.info.run_id, "ok" if final else "pruned", None if final else note)
-        closed += 1
-    return closed
+            deleted += 1
+        elif run.data.tags.get(STATUS_TAG) == "running":
+            final = any(m.step >= steps for m in c.get_metric_history(run.info.run_id, "val/loss"))
+            finish_run(c, run.info.run_id, "ok" if final else "pruned", None if final else note)
+            closed += 1
+    return deleted, closed
 
 
 def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, quiet: bool = False) -> SweepOutcome:
@@ -295,8 +288,7 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
         ray.shutdown()
     _log_search_events(c, parent, exp_dir / EVENTS_FILE, kinds)
     if not interrupted:
-        _reconcile(c, exp_id, parent, trial_ids)
-        closed = _close_orphans(c, exp_id, parent, cfg.train.steps)
+        _, closed = _reconcile(c, exp_id, parent, trial_ids, cfg.train.steps)
         if closed:
             print(f"sweep {name}: closed {closed} trial run(s) the interrupted driver had left open", file=sys.stderr)
         finish_run(c, parent, "ok")

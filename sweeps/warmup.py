@@ -196,15 +196,14 @@ def prewarm(plains: list[dict[str, Any]]) -> list[dict[str, Any]]:
     Run as a Ray task per GPU node by ``sweeps.runner`` before trials start; also callable directly.
     """
     from sweeps.config import from_plain
-    from sweeps.data.loader import make_dataset
+    from sweeps.space import vocab_for_counting
     from sweeps.train import resolve_device
 
     out = []
     for plain in plains:
         cfg = from_plain(plain, check_sweep=False)
         device = resolve_device(cfg.train.device)
-        vocab = cfg.model.vocab_size or make_dataset(cfg.data).vocab_size
-        model = HybridLM(dataclasses.replace(cfg.model, vocab_size=vocab)).to(device)
+        model = HybridLM(dataclasses.replace(cfg.model, vocab_size=vocab_for_counting(cfg))).to(device)
         model.set_backend(cfg.model.backend, device)
         if cfg.train.compile:
             model.compile_sublayers()

@@ -157,24 +157,26 @@ def test_a_crashing_trial_is_tagged_failed_and_the_sweep_goes_on(tmp_path: Path)
     assert "allocate" in failed.data.tags["hybridlab.error"]
 
 
-def test_a_complete_sweep_closes_trial_runs_a_killed_driver_left_open(tmp_path: Path) -> None:
-    """A driver killed between a trial's last report and the trial closing its run leaves the run
-    ``running`` although Ray knows the trial as finished; the resumed sweep closes it by what was logged."""
+def test_a_complete_sweep_reconciles_its_child_runs_with_rays_trials(tmp_path: Path) -> None:
+    """Runs of trials Ray no longer knows are deleted; runs a killed driver left ``running`` although Ray knows
+    the trial as finished are closed by what was logged."""
     from mlflow.entities import Metric
 
-    from sweeps.runner import _close_orphans
+    from sweeps.runner import _reconcile
     from sweeps.tracking import client, ensure_experiment, finish_run, start_run
 
     c = client(tmp_path)
     exp = ensure_experiment(c, "orphans", tmp_path)
     parent = start_run(c, exp, "orphans", {"hybridlab.role": "sweep"})
     runs = {}
-    for name, last_step in [("finished", 60), ("stopped", 20), ("closed", 60)]:
-        runs[name] = start_run(c, exp, name, {"hybridlab.status": "running"}, parent_run_id=parent)
+    for name, last_step in [("finished", 60), ("stopped", 20), ("closed", 60), ("unknown", 10)]:
+        tags = {"hybridlab.status": "running", "hybridlab.trial_id": name}
+        runs[name] = start_run(c, exp, name, tags, parent_run_id=parent)
         c.log_batch(runs[name], metrics=[Metric("val/loss", 3.0, 0, s) for s in range(10, last_step + 1, 10)])
     finish_run(c, runs["closed"], "ok")
-    assert _close_orphans(c, exp, parent, steps=60) == 2
+    assert _reconcile(c, exp, parent, {"finished", "stopped", "closed"}, steps=60) == (1, 2)
     tags = {name: c.get_run(rid).data.tags for name, rid in runs.items()}
     assert tags["finished"]["hybridlab.status"] == "ok" and c.get_run(runs["finished"]).info.status == "FINISHED"
     assert tags["stopped"]["hybridlab.status"] == "pruned" and "driver stopped" in tags["stopped"]["hybridlab.error"]
-    assert _close_orphans(c, exp, parent, steps=60) == 0
+    assert c.get_run(runs["unknown"]).info.lifecycle_stage == "deleted"
+    assert _reconcile(c, exp, parent, {"finished", "stopped", "closed"}, steps=60) == (0, 0)
