@@ -77,23 +77,10 @@ from blocks.ops.gla import reference as gla_reference  # noqa: E402
 from blocks.ops.retention import kernel as ret_kernel  # noqa: E402
 from blocks.ops.retention import reference as ret_reference  # noqa: E402
 from tests.blocks.test_kernel_parity import CASES  # noqa: E402
+from tests.blocks.test_kernel_parity import _rel_rms as rel_rms  # noqa: E402
+from tests.blocks.test_kernel_parity import _run as run  # noqa: E402
 
 DTYPES = {"fp32": None, "fp16-autocast": torch.float16}
-
-
-def rel_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = a.double(), b.double()
-    return ((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt().clamp_min(1e-12)).item()
-
-
-def run(m: torch.nn.Module, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    m.zero_grad(set_to_none=True)
-    x = x.detach().clone().requires_grad_(True)
-    y = m(x)
-    (y.float() * w).sum().backward()
-    grads = {"input": x.grad.float()}
-    grads.update({n: p.grad.float() for n, p in m.named_parameters()})
-    return y.float(), grads
 
 
 def row(*cells: object) -> None:

@@ -21,19 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-CONFIG = """
-model: {pattern: "M-F", d_model: 32, mixers: {A: {window: 16, heads: 2}}}
-data: {source: stdlib, seq_len: 32, eval_lengths: [32, 64], max_bytes: 300000}
-train: {steps: 60, batch_size: 4, eval_every: 10, log_every: 5, eval_batches: 1, eval_batch_size: 2, lr: 3.0e-3}
-sweep:
-  name: resume
-  num_samples: 4
-  max_concurrent: 2
-  metric: val/loss
-  scheduler: fifo
-  patterns: ["M-F", "A-F", "(M|A)-F", "G-F-R-F"]
-  space: {train.lr: {low: 1.0e-3, high: 1.0e-2, log: true}}
-"""
+ROOT = Path(__file__).resolve().parents[1]
+
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "sweeps")]
+from test_sweep import _env, _write  # noqa: E402  (the test's sweep: one config for both)
+
 PATTERNS = ["(M|A)-F", "A-F", "G-F-R-F", "M-F"]
 
 
@@ -51,9 +43,8 @@ def one(work: Path, after: int, delay: float) -> tuple[bool, str]:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     home = work / "home"
-    cfg = work / "resume.yaml"
-    cfg.write_text(CONFIG)
-    env = dict(os.environ, HYBRIDLAB_HOME=str(home), PYTHONUNBUFFERED="1")
+    cfg = _write(work, "resume", steps=60, every=10, sched="fifo")
+    env = _env(home)
     cmd = [sys.executable, "-m", "sweeps.cli", "sweep", str(cfg)]
     driver = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
@@ -66,7 +57,6 @@ def one(work: Path, after: int, delay: float) -> tuple[bool, str]:
     driver.wait()
     time.sleep(3)
     resumed = subprocess.run([*cmd, "--resume"], env=env, capture_output=True, text=True, timeout=600)
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from analysis.store import client
 
     c = client(home)

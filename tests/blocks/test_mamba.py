@@ -335,7 +335,7 @@ def _kernel_vs_reference(d_model: int = 40, d_state: int = 5) -> None:
     torch.testing.assert_close(y_ker, y_ref, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(dx_ker, dx_ref, atol=1e-5, rtol=1e-4)
     for name in g_ref:
-        torch.testing.assert_close(g_ker[name], g_ref[name], atol=1e-5, rtol=1e-4, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(g_ker[name], g_ref[name], atol=1e-5, rtol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def test_kernel_path_without_causal_conv1d_runs_the_gated_scan(fake_mamba_ssm: list[dict]) -> None:
