@@ -4,7 +4,8 @@
 # bench.err, profile.txt, gpu-cache.tgz).
 #
 # Stage first, here: ../shared/gpu/stage.sh mamba_ssm fla omegaconf, then carry [".whl", ".gpu-cache"].
-# Usage (every phase optional, run in this order, each bounded by DEADLINE seconds from the start):
+# Usage (every phase optional, run in this order, each bounded by DEADLINE seconds from the start; CACHE_TGZ=0
+# leaves the cache tarball out; benchmarks/gpu_sweep.sh runs its parity and reference phases through this script):
 #   PARITY=1 PARITY_TESTS="tests/blocks" WORKERS=12 PARITY_BUDGET=300 \
 #   BENCH="samba-421m:4 mamba-432m:4 samba-421m:4:compile" STEPS=8 WARMUP=3 BENCH_BG=0 \
 #   REF="samba-421m:4" REF_STEPS=2 REF_WARMUP=1 \
@@ -28,7 +29,14 @@ SEQ=${SEQ:-4096}
 {
   date -u +%FT%TZ
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  python3 -c "import torch, triton, fla, mamba_ssm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__, 'fla', fla.__version__, 'mamba_ssm', mamba_ssm.__version__)"
+  python3 -c "
+import importlib
+for name in ('torch', 'triton', 'fla', 'mamba_ssm', 'causal_conv1d', 'ray', 'optuna', 'mlflow'):
+    try:
+        print(name, importlib.import_module(name).__version__, end='  ')
+    except ImportError:
+        pass
+print()"
   echo "cached autotune results at start: $(find .gpu-cache/triton -name '*.autotune.json' | wc -l)"
 } 2>&1 | tee "$OUT/device.txt"
 
@@ -74,6 +82,7 @@ if [ -n "${PROFILE:-}" ] && [ "$(left)" -gt 60 ]; then
     --seq-len "$SEQ" ${extra:+--$extra} > "$OUT/profile.txt" 2>> "$OUT/bench.err"; head -40 "$OUT/profile.txt"
 fi
 tail -c 3000 "$OUT/bench.err" 2>/dev/null
+[ "${CACHE_TGZ:-1}" = 1 ] || { echo "total $((SECONDS - T0)) s"; exit 0; }
 (cd .gpu-cache && find triton -name '*.autotune.json' > /tmp/keep.txt && tar czf "$OUT/gpu-cache.tgz" -T /tmp/keep.txt inductor 2>/dev/null
  if [ "$(stat -c %s "$OUT/gpu-cache.tgz")" -gt 15000000 ]; then tar czf "$OUT/gpu-cache.tgz" -T /tmp/keep.txt; fi)
 echo "autotune results: $(wc -l < /tmp/keep.txt); cache tarball $(du -h "$OUT/gpu-cache.tgz" | cut -f1); total $((SECONDS - T0)) s"
