@@ -10,7 +10,8 @@ Three entry points, each the kernel form of a piece of ``blocks/mixers/mamba.py`
   causal-conv1d's CUDA extension.
 
 ``fused_impl()`` says which of the last two a Mamba layer uses here, ``conv_impl()`` which causal conv the
-``gated_scan`` route uses (fla's Triton conv, else the mixer's own); each choice is logged once.
+``gated_scan`` route uses (fla's Triton conv, else the mixer's own); the choice is logged once (a warning
+without causal-conv1d) and recorded per run by the mixer's ``kernel_route``.
 """
 
 from __future__ import annotations
@@ -26,13 +27,6 @@ __all__ = ["selective_scan", "gated_scan", "mamba_inner", "fused_impl", "conv_im
 
 log = logging.getLogger("hybridlab.backend")
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-_said: set[str] = set()
-
-
-def _say(what: str) -> None:
-    if what not in _said:
-        _said.add(what)
-        log.info("mamba kernel: %s", what)
 
 
 @torch.compiler.disable  # an opaque op: a graph break when the model is compiled
@@ -133,13 +127,12 @@ def fused_impl() -> str:
         from mamba_ssm.ops.selective_scan_interface import causal_conv1d_fwd_function
     except (ImportError, OSError):
         causal_conv1d_fwd_function = None
-    impl = "mamba_inner_fn" if causal_conv1d_fwd_function is not None else "selective_scan_fn"
-    if impl == "selective_scan_fn":
-        _say(f"causal-conv1d not importable: layers run {impl} after the {conv_impl()} causal conv; "
-             "pip install causal-conv1d for the fused mamba_inner_fn")
-    else:
-        _say("layers run mamba_inner_fn (causal-conv1d conv, projections, gated scan fused)")
-    return impl
+    if causal_conv1d_fwd_function is None:  # cached: said once per process
+        log.warning("mamba kernel: causal-conv1d not importable, layers run selective_scan_fn after the %s causal "
+                    "conv; pip install causal-conv1d for the fused mamba_inner_fn", conv_impl())
+        return "selective_scan_fn"
+    log.info("mamba kernel: layers run mamba_inner_fn (causal-conv1d conv, projections, gated scan fused)")
+    return "mamba_inner_fn"
 
 
 @functools.cache
