@@ -301,10 +301,10 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
 def _prewarm(cfg: RunConfig, quiet: bool) -> list[dict[str, Any]]:
     """Before any trial: on every GPU node, warm the kernels of the sweep's listed layouts (or its base config).
 
-    One Ray task per node holding one GPU runs ``sweeps.warmup.prewarm``; trials then find the shared kernel
-    cache warm, and shapes met only by sampled values are warmed by the first trial under the same lock.
-    Skipped for CPU sweeps (``sweep.gpus_per_trial: 0``), ``model.backend: reference`` without compile,
-    and ``train.warm_kernels: false``.
+    ``_warm_workers`` Ray tasks per node share one GPU and run ``sweeps.warmup.prewarm``, each taking the kernel
+    units the others do not hold; trials then find the shared kernel cache warm, and shapes met only by
+    sampled values are warmed by the first trial under the same lock. Skipped for CPU sweeps
+    (``sweep.gpus_per_trial: 0``), ``model.backend: reference`` without compile, and ``train.warm_kernels: false``.
     """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -320,20 +320,28 @@ def _prewarm(cfg: RunConfig, quiet: bool) -> list[dict[str, Any]]:
     if not nodes:
         return []
     t0 = time.perf_counter()
-    print(f"sweep {cfg.sweep.name}: warming the kernels of {len(plains)} layout(s) on {len(nodes)} GPU node(s)",
-          file=sys.stderr)
-    task = ray.remote(num_gpus=1, num_cpus=1)(prewarm)
-    refs = [
-        task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(plains)
-        for n in nodes
-    ]
-    records = [r for per_node in ray.get(refs) for r in per_node]
+    refs = []
+    for n in nodes:
+        workers = _warm_workers(len(plains), n["Resources"].get("CPU", 1))
+        task = ray.remote(num_gpus=1 / workers, num_cpus=1)(prewarm)
+        where = NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        refs += [task.options(scheduling_strategy=where).remote(plains, k, workers) for k in range(workers)]
+    print(f"sweep {cfg.sweep.name}: warming the kernels of {len(plains)} layout(s) on {len(nodes)} GPU node(s), "
+          f"{len(refs) // len(nodes)} worker(s) each", file=sys.stderr)
+    records = [r for per_worker in ray.get(refs) for r in per_worker]
+    runs = [r for r in records if r.get("units_run")]
     if not quiet:
-        for r in records:
-            ran = f", ran {r['units_run']} of its {r['units']} kernel units in {r['seconds']:.1f} s" if "units" in r else ""
-            print(f"  {r['pattern']}: kernel cache {r['cache']}{ran}", file=sys.stderr)
-    print(f"sweep {cfg.sweep.name}: kernels warm after {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        for r in runs:
+            print(f"  {r['pattern']}: worker {r['worker']} ran {r['units_run']} of its {r['units']} kernel units "
+                  f"in {r['seconds']:.1f} s", file=sys.stderr)
+    print(f"sweep {cfg.sweep.name}: kernels warm after {time.perf_counter() - t0:.1f} s "
+          f"({sum(r['units_run'] for r in runs)} kernel unit(s) run)", file=sys.stderr)
     return records
+
+
+def _warm_workers(layouts: int, node_cpus: float) -> int:
+    """Warm-up processes per GPU node: one per layout, at most one per two CPUs of the node and at most 8."""
+    return max(1, min(layouts, int(node_cpus) // 2, 8))
 
 
 def _log_search_events(c: Any, parent: str, path: Path, kinds: Counter[str]) -> None:

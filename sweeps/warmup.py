@@ -11,7 +11,9 @@ unit, shapes, precision) and leaves a marker. Processes that arrive while a unit
 instead of autotuning the same kernels in parallel on one GPU, then find the marker and go on. Layouts
 share units, so a sweep of twelve layouts built from a handful of distinct sublayers warms a handful.
 ``prewarm`` does this for a sweep's listed layouts on every GPU node before any trial starts
-(``sweeps.runner``).
+(``sweeps.runner``), with several worker processes per GPU: Triton's compilation, the bulk of a cold
+autotune, is CPU-bound, so workers take different units (a worker skips a unit another one holds and comes
+back to it at the end) and the cold warm-up takes about as long as its slowest unit rather than their sum.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ class WarmupResult:
     """What ``warm_kernels`` did over a model's kernel units (one per distinct sublayer, plus the compiled head).
 
     ``cache`` is ``cold`` when this process ran at least one unit, ``waited`` when it ran none but waited
-    for another process that was running one, and ``warm`` when every unit was done before it started;
-    ``signature`` hashes the units' signatures (the same model and shapes give the same one).
+    for another process that was running one, ``busy`` when it ran none and skipped some another process
+    held (``wait=False``), and ``warm`` when every unit was done before it started;
+    ``signature`` hashes the units' signatures (the same model and shapes give the same one); ``units_busy``
+    counts units skipped because another process held them (only when called with ``wait=False``).
     """
 
     signature: str
@@ -53,6 +57,7 @@ class WarmupResult:
     waited_s: float
     units: int
     units_run: int
+    units_busy: int = 0
 
 
 def warm_dir() -> Path:
@@ -118,11 +123,16 @@ def kernel_signature(model: HybridLM, cfg: RunConfig, device: torch.device, use_
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[float]:
-    """Hold an exclusive ``flock`` on ``path``; yields the seconds spent waiting for it."""
+def _locked(path: Path, wait: bool = True) -> Iterator[float | None]:
+    """Hold an exclusive ``flock`` on ``path``; yields the seconds spent waiting for it, or ``None`` without
+    holding it when another process has it and ``wait`` is false."""
     t0 = time.perf_counter()
     with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield None
+            return
         try:
             yield time.perf_counter() - t0
         finally:
@@ -162,22 +172,27 @@ def _run_unit(model: HybridLM, index: int, cfg: RunConfig, device: torch.device,
         torch.cuda.synchronize(device)
 
 
-def warm_kernels(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> WarmupResult:
+def warm_kernels(
+    model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool, *, wait: bool = True
+) -> WarmupResult:
     """Run each of the model's kernel units once unless a process on this cache already has.
 
     Each unit has its own lock and marker, so concurrent processes share the work: a unit another process is
-    running is waited for, never run twice. Gradients are cleared afterwards and no optimizer steps, so the
-    run that follows is unchanged.
+    running is waited for (or, with ``wait=False``, skipped and counted in ``units_busy``), never run twice.
+    Gradients are cleared afterwards and no optimizer steps, so the run that follows is unchanged.
     """
     units = _units(model, cfg, device, use_bf16)
     folder = warm_dir()
     t0 = time.perf_counter()
-    ran = waited_on = 0
+    ran = waited_on = busy = 0
     waited_total = 0.0
     for sig, (what, index) in units.items():
         marker = folder / f"{sig}.json"
         done_before = marker.exists()
-        with _locked(folder / f"{sig}.lock") as waited:
+        with _locked(folder / f"{sig}.lock", wait) as waited:
+            if waited is None:
+                busy += 1
+                continue
             waited_total += waited
             if marker.exists():
                 waited_on += not done_before
@@ -186,33 +201,44 @@ def warm_kernels(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16
             _run_unit(model, index, cfg, device, use_bf16)
             marker.write_text(json.dumps({"unit": what, "seconds": time.perf_counter() - u0, "time": time.time()}))
             ran += 1
-    cache = "cold" if ran else ("waited" if waited_on else "warm")
-    return WarmupResult(_digest(sorted(units)), cache, time.perf_counter() - t0, waited_total, len(units), ran)
+    cache = "cold" if ran else ("busy" if busy else ("waited" if waited_on else "warm"))
+    return WarmupResult(
+        _digest(sorted(units)), cache, time.perf_counter() - t0, waited_total, len(units), ran, busy
+    )
 
 
-def prewarm(plains: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def prewarm(plains: list[dict[str, Any]], worker: int = 0, workers: int = 1) -> list[dict[str, Any]]:
     """Warm each config (plain dicts of ``RunConfig``) on this process's GPU; returns one record per config.
 
-    Run as a Ray task per GPU node by ``sweeps.runner`` before trials start; also callable directly.
+    Run by ``sweeps.runner`` before trials start as ``workers`` Ray tasks per GPU node, ``worker`` being this
+    one's index; also callable directly. Worker ``k`` starts ``k/workers`` of the way through the list and
+    first skips units another worker holds, then goes back and waits for those, so every unit is run once and
+    workers overlap their (CPU-bound) compilation instead of queueing on one lock.
     """
     from sweeps.config import from_plain
     from sweeps.space import vocab_for_counting
     from sweeps.train import resolve_device
 
-    out = []
-    for plain in plains:
-        cfg = from_plain(plain, check_sweep=False)
-        device = resolve_device(cfg.train.device)
-        model = HybridLM(dataclasses.replace(cfg.model, vocab_size=vocab_for_counting(cfg))).to(device)
-        model.set_backend(cfg.model.backend, device)
-        if cfg.train.compile:
-            model.compile_sublayers()
-        use_bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
-        if not needs_warmup(model, device, bool(cfg.train.compile)):
-            out.append({"pattern": model.pattern.compact, "cache": "none"})
-            continue
-        r = warm_kernels(model, cfg, device, use_bf16)
-        out.append({"pattern": model.pattern.compact, **dataclasses.asdict(r)})
-        del model
-        torch.cuda.empty_cache()
+    start = (worker * len(plains)) // max(1, workers)
+    order = plains[start:] + plains[:start]
+    out: list[dict[str, Any]] = []
+    deferred: list[dict[str, Any]] = []
+    for waiting, todo in ((False, order), (True, deferred)):
+        for plain in todo:
+            cfg = from_plain(plain, check_sweep=False)
+            device = resolve_device(cfg.train.device)
+            model = HybridLM(dataclasses.replace(cfg.model, vocab_size=vocab_for_counting(cfg))).to(device)
+            model.set_backend(cfg.model.backend, device)
+            if cfg.train.compile:
+                model.compile_sublayers()
+            use_bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
+            if not needs_warmup(model, device, bool(cfg.train.compile)):
+                out.append({"pattern": model.pattern.compact, "worker": worker, "cache": "none"})
+                continue
+            r = warm_kernels(model, cfg, device, use_bf16, wait=waiting)
+            if r.units_busy:
+                deferred.append(plain)
+            out.append({"pattern": model.pattern.compact, "worker": worker, **dataclasses.asdict(r)})
+            del model
+            torch.cuda.empty_cache()
     return out

@@ -120,7 +120,7 @@ def test_a_process_arriving_while_another_warms_waits_instead_of_warming_again(c
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_warmup import _model, _run_config
         from sweeps import warmup
-        warmup._run_shapes = lambda *a: sys.exit("ran the shapes again")
+        warmup._run_unit = lambda *a: sys.exit("ran the unit again")
         cfg = _run_config("F")
         model = _model(cfg)
         print("ready", flush=True)
@@ -143,11 +143,64 @@ def test_a_process_arriving_while_another_warms_waits_instead_of_warming_again(c
     assert (kind, ran) == ("waited", 0) and waited >= 1.0
 
 
+def test_without_waiting_a_unit_another_process_holds_is_skipped_and_counted(cache: Path) -> None:
+    cfg = _run_config("M-F")
+    model = _model(cfg)
+    held, other = kernel_units(model, cfg, torch.device("cpu"), use_bf16=False)
+    with open(warm_dir() / f"{held}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        r = warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False, wait=False)
+        assert (r.cache, r.units_run, r.units_busy) == ("cold", 1, 1)
+        assert not (warm_dir() / f"{held}.json").exists() and (warm_dir() / f"{other}.json").exists()
+        again = warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False, wait=False)
+        assert (again.cache, again.units_run, again.units_busy) == ("busy", 0, 1)
+    last = warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False)
+    assert (last.cache, last.units_run, last.units_busy) == ("cold", 1, 0)
+
+
+def test_a_prewarm_worker_starts_at_its_share_of_the_list_and_comes_back_for_units_others_held(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two layouts, worker 1 of 2: it starts on the second layout, skips the unit the test holds (another
+    worker running it), and once that lock is free without a marker (the other worker died) runs it itself."""
+    import threading
+
+    from sweeps import warmup
+
+    monkeypatch.setattr(warmup, "needs_warmup", lambda *a: True)  # on CPU nothing would need warming
+    first, second = _run_config("F-A[window=8]"), _run_config("M-F")
+    for c in (first, second):
+        c.train.device = "cpu"
+    shared = next(s for s, what in kernel_units(_model(second), second, torch.device("cpu"), False).items() if what == "F")
+    records: list[dict[str, object]] = []
+    with open(warm_dir() / f"{shared}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        worker = threading.Thread(target=lambda: records.extend(prewarm([to_plain(first), to_plain(second)], 1, 2)))
+        worker.start()
+        deadline = time.monotonic() + 120
+        while len(list(warm_dir().glob("*.json"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert len(list(warm_dir().glob("*.json"))) == 2 and not records  # M and A; F is held, so it waits
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    worker.join(timeout=120)
+    assert [(r["pattern"], r["cache"], r["units_busy"]) for r in records] == [
+        ("M-F", "cold", 1), ("F-A[window=8]", "cold", 1), ("M-F", "cold", 0), ("F-A[window=8]", "warm", 0)
+    ]
+    assert sum(r["units_run"] for r in records) == 3 and len(list(warm_dir().glob("*.json"))) == 3
+
+
+def test_each_gpu_node_gets_a_warm_up_worker_per_layout_within_its_cpus() -> None:
+    from sweeps.runner import _warm_workers
+
+    assert [_warm_workers(12, 16), _warm_workers(12, 2), _warm_workers(3, 64), _warm_workers(5, 1)] == [8, 1, 3, 1]
+
+
 def test_prewarm_of_a_reference_config_on_cpu_has_nothing_to_do(cache: Path) -> None:
     cfg = _run_config()
     cfg.model.backend = "reference"
     cfg.train.device = "cpu"
-    assert prewarm([to_plain(cfg)]) == [{"pattern": "M-F-A[window=8]-F", "cache": "none"}]
+    assert prewarm([to_plain(cfg)]) == [{"pattern": "M-F-A[window=8]-F", "worker": 0, "cache": "none"}]
 
 
 def test_cpu_sweeps_reference_sweeps_and_opted_out_sweeps_skip_the_pre_warm() -> None:
