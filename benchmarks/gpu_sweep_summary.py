@@ -8,7 +8,10 @@ utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500``), and per t
 (``perf/startup_s``: process start to the end of the first step), the kernel warm-up time
 (``startup/kernel_warmup_s``) and the kernel cache state (tag ``hybridlab.kernel_cache``). ``phases.txt``
 holds ``NAME START END`` lines (Unix seconds) written around each sweep; the utilisation is averaged
-over that window. Prints a Markdown table and writes the numbers as JSON with ``--json``.
+over that window. The *trial phase* (from the end of the sweep's kernel pre-warm, ``sweep/kernel_prewarm_s`` on the parent run
+and its timestamp, to the sweep's end; the whole sweep when nothing was pre-warmed) gets its own trials per
+hour and utilisation.
+Prints a Markdown table and writes the numbers as JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -61,6 +64,13 @@ def summarise(name: str, phases: dict[str, tuple[float, float]], util_log: Path 
     startup = [r.data.metrics["perf/startup_s"] for r in done if "perf/startup_s" in r.data.metrics]
     warm = [r.data.metrics["startup/kernel_warmup_s"] for r in done if "startup/kernel_warmup_s" in r.data.metrics]
 
+    prewarm, trials_from = None, start  # the trial phase: from the end of the kernel pre-warm to the sweep's end
+    if parent is not None and "sweep/kernel_prewarm_s" in parent.data.metrics:
+        (m,) = c.get_metric_history(parent.info.run_id, "sweep/kernel_prewarm_s")
+        prewarm, trials_from = m.value, m.timestamp / 1000
+    phase = (end - trials_from) if start is not None else None
+    phase_util, _ = _util(util_log, trials_from, end) if phase else (None, None)
+
     def stats(xs: list[float]) -> dict[str, float] | None:
         return {"mean": statistics.fmean(xs), "min": min(xs), "max": max(xs)} if xs else None
 
@@ -72,6 +82,10 @@ def summarise(name: str, phases: dict[str, tuple[float, float]], util_log: Path 
         "trials_per_hour": (3600 * len(done) / wall) if wall else None,
         "gpu_util_mean_pct": util,
         "gpu_mem_peak_mib": mem,
+        "kernel_prewarm_s": prewarm,
+        "trial_phase_s": phase,
+        "trial_phase_trials_per_hour": (3600 * len(done) / phase) if phase else None,
+        "trial_phase_gpu_util_mean_pct": phase_util,
         "startup_s": stats(startup),
         "kernel_warmup_s": stats(warm),
         "kernel_cache": dict(Counter(r.data.tags.get("hybridlab.kernel_cache", "none") for r in done)),
@@ -101,16 +115,20 @@ def main() -> None:
     def f(x: Any, fmt: str = "{:.1f}") -> str:
         return "n/a" if x is None else fmt.format(x)
 
-    print("| sweep | trials done | wall | trials/hour | GPU util (mean) | peak GPU memory | start-up per trial "
-          "(mean, min-max) | kernel warm-up per trial (mean) | kernel cache |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| sweep | trials done | wall | kernel pre-warm | trials/hour | GPU util (mean) | trial phase | "
+          "trials/hour in it | GPU util in it | peak GPU memory | start-up per trial (mean, min-max) | "
+          "kernel warm-up per trial (mean) | kernel cache |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         if "error" in r:
-            print(f"| {r['sweep']} | {r['error']} |||||||")
+            print(f"| {r['sweep']} | {r['error']} |||||||||||")
             continue
         s, w = r["startup_s"] or {}, r["kernel_warmup_s"] or {}
         print(f"| {r['sweep']} | {r['finished']}/{r['trials']} | {f(r['wall_s'], '{:.0f} s')} | "
+              f"{f(r['kernel_prewarm_s'], '{:.0f} s')} | "
               f"{f(r['trials_per_hour'], '{:.0f}')} | {f(r['gpu_util_mean_pct'], '{:.0f}%')} | "
+              f"{f(r['trial_phase_s'], '{:.0f} s')} | {f(r['trial_phase_trials_per_hour'], '{:.0f}')} | "
+              f"{f(r['trial_phase_gpu_util_mean_pct'], '{:.0f}%')} | "
               f"{f(r['gpu_mem_peak_mib'], '{:.0f} MiB')} | {f(s.get('mean'))} s ({f(s.get('min'))}-{f(s.get('max'))}) | "
               f"{f(w.get('mean'), '{:.2f} s')} | {r['kernel_cache']} |")
 

@@ -264,7 +264,16 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
         plain = to_plain(cfg)
         resources = {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial}
         wrapped = tune.with_resources(tune.with_parameters(trainable, base=plain, ml=ml), resources)
-        _prewarm(cfg, quiet)
+        t_warm = time.perf_counter()
+        warmed = _prewarm(cfg, quiet)
+        if warmed:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            c.log_batch(parent, metrics=[
+                Metric("sweep/kernel_prewarm_s", time.perf_counter() - t_warm, now, 0),
+                Metric("sweep/kernel_units_warmed", float(sum(r.get("units_run", 0) for r in warmed)), now, 0),
+            ])
         if resume:
             tuner = tune.Tuner.restore(str(exp_dir), trainable=wrapped, resume_unfinished=True, resume_errored=False)
         else:
