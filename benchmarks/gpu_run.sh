@@ -21,7 +21,8 @@ T0=$SECONDS
 DEADLINE=${DEADLINE:-560}
 left() { echo $((DEADLINE - (SECONDS - T0))); }
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+# SKIP_INSTALL=1: the wheels are already in /tmp/site (a second run of this script beside a first one)
+[ "${SKIP_INSTALL:-0}" = 1 ] || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
 mkdir -p .gpu-cache/triton .gpu-cache/inductor
 export TRITON_CACHE_DIR=$PWD/.gpu-cache/triton TORCHINDUCTOR_CACHE_DIR=$PWD/.gpu-cache/inductor FLA_CACHE_RESULTS=1

@@ -27,6 +27,7 @@ KINDS = [  # (kind, regex on the kernel name); first match wins
     ("optimizer (fused AdamW)", r"adam|Adam"),
     ("cross-entropy / softmax", r"softmax|cross_entropy|nll_loss|log_softmax"),
     ("convolution (causal conv1d)", r"conv|Conv"),
+    ("inductor-fused (torch.compile) kernels", r"^triton_(poi|red|per)_fused"),
     ("copies / casts / cat", r"copy|Copy|\bcat|CatArray|memcpy|Memcpy|memset|Memset"),
     ("reductions", r"reduce|Reduce|sum|norm"),
     ("other elementwise", r"elementwise|vectorized|unrolled|triton_"),
