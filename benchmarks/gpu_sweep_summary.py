@@ -6,7 +6,8 @@ For each sweep (an MLflow experiment under HYBRIDLAB_HOME): trials finished, wal
 parent run, trials per hour, mean GPU utilisation while it ran (``nvidia-smi --query-gpu=timestamp,
 utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500``), and per trial the start-up time
 (``perf/startup_s``: process start to the end of the first step), the kernel warm-up time
-(``startup/kernel_warmup_s``) and the kernel cache state (tag ``hybridlab.kernel_cache``). ``phases.txt``
+(``startup/kernel_warmup_s``), the kernel cache state (tag ``hybridlab.kernel_cache``) and the mean of
+each start-up phase (``startup/<phase>_s``, a second table). ``phases.txt``
 holds ``NAME START END`` lines (Unix seconds) written around each sweep; the utilisation is averaged
 over that window. The *trial phase* (from the end of the sweep's kernel pre-warm, ``sweep/kernel_prewarm_s`` on the parent run
 and its timestamp, to the sweep's end; the whole sweep when nothing was pre-warmed) gets its own trials per
@@ -88,6 +89,11 @@ def summarise(name: str, phases: dict[str, tuple[float, float]], util_log: Path 
         "trial_phase_gpu_util_mean_pct": phase_util,
         "startup_s": stats(startup),
         "kernel_warmup_s": stats(warm),
+        "startup_phases_s": {
+            k[len("startup/") : -len("_s")]: statistics.fmean(xs)
+            for k in sorted({k for r in done for k in r.data.metrics if k.startswith("startup/")})
+            if (xs := [r.data.metrics[k] for r in done if k in r.data.metrics])
+        },
         "kernel_cache": dict(Counter(r.data.tags.get("hybridlab.kernel_cache", "none") for r in done)),
         "tokens_per_s_mean": statistics.fmean(
             [r.data.metrics["perf/tokens_per_s"] for r in done if "perf/tokens_per_s" in r.data.metrics] or [0.0]
@@ -131,6 +137,13 @@ def main() -> None:
               f"{f(r['trial_phase_gpu_util_mean_pct'], '{:.0f}%')} | "
               f"{f(r['gpu_mem_peak_mib'], '{:.0f} MiB')} | {f(s.get('mean'))} s ({f(s.get('min'))}-{f(s.get('max'))}) | "
               f"{f(w.get('mean'), '{:.2f} s')} | {r['kernel_cache']} |")
+    print("\nStart-up per trial by phase (mean seconds; `perf/startup_s` = the phases plus the kernel warm-up):\n")
+    names = sorted({k for r in rows if "error" not in r for k in r["startup_phases_s"]})
+    print("| sweep | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for r in rows:
+        if "error" not in r:
+            print(f"| {r['sweep']} | " + " | ".join(f(r["startup_phases_s"].get(k), "{:.2f}") for k in names) + " |")
 
 
 if __name__ == "__main__":

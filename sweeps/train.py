@@ -111,7 +111,10 @@ def run_training(
     """Train ``cfg`` to ``train.steps``; resume from a ``checkpoint()`` dict when given.
 
     ``origin`` is the wall-clock time (``time.time()``) the run is counted from for ``perf/startup_s``
-    (start to the end of the first step; a Ray trial passes its process start), default this call.
+    (start to the end of the first step; a Ray trial passes its process start), default this call. The first
+    log also carries where that time went, ``startup/<phase>_s``: ``process`` (origin to this call: process
+    start, imports), ``data``, ``model`` (build, backends, compile wrappers), ``tracking`` (the optimizer and the start hooks),
+    ``eval_data`` and ``first_step`` (with lazy compilation); ``startup/kernel_warmup_s`` comes with the start.
 
     Raises:
         Diverged: the loss became NaN/inf.
@@ -125,11 +128,21 @@ def run_training(
     t_start = time.perf_counter()
     origin = time.time() if origin is None else origin
     startup_s: float | None = None
+    phases = {"process": max(0.0, time.time() - origin)}  # startup/<phase>_s: where the start-up time goes
+    mark = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[phase] = phases.get(phase, 0.0) + now - mark
+        mark = now
+
     if t.threads:
         torch.set_num_threads(t.threads)
     device = resolve_device(t.device)
     torch.manual_seed(t.seed)
     data = make_dataset(cfg.data)
+    lap("data")
     model_cfg = cfg.model if cfg.model.vocab_size else dataclasses.replace(cfg.model, vocab_size=data.vocab_size)
     model = HybridLM(model_cfg).to(device)
     backends = model.set_backend(cfg.model.backend, device)
@@ -137,8 +150,10 @@ def run_training(
         model.compile_sublayers()
     use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
     warm = None
+    lap("model")
     if t.warm_kernels and needs_warmup(model, device, t.compile):
         warm = warm_kernels(model, cfg, device, use_bf16)
+    mark = time.perf_counter()  # the warm-up has its own metric, startup/kernel_warmup_s
     opt = torch.optim.AdamW(
         model.parameters(), lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay,
         fused=device.type == "cuda",
@@ -163,6 +178,7 @@ def run_training(
         "start_step": start_step,
     }
     hooks.on_start(model, info)
+    lap("tracking")
 
     longest = max(cfg.data.eval_lengths)
     if data.is_synthetic:
@@ -198,6 +214,7 @@ def run_training(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     model.train()
+    lap("eval_data")
     for step in range(start_step, t.steps):
         t0 = time.perf_counter()
         lr = lr_at(step, cfg)
@@ -229,6 +246,7 @@ def run_training(
         step_times.append(time.perf_counter() - t0)
         if first:
             startup_s = time.time() - origin
+            lap("first_step")
         if is_log:
             step_s = _median(step_times[-t.log_every :])
             hooks.on_log(
@@ -238,7 +256,7 @@ def run_training(
                     "train/grad_norm": float(grad_norm),
                     "perf/step_ms": 1000 * step_s,
                     "perf/tokens_per_s": tokens_per_step / step_s,
-                    **({"perf/startup_s": startup_s} if first else {}),
+                    **({"perf/startup_s": startup_s, **{f"startup/{k}_s": v for k, v in phases.items()}} if first else {}),
                 },
                 done,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,18 @@ class Recorder(Hooks):
     def on_eval(self, metrics, step, final, checkpoint):  # type: ignore[no-untyped-def]
         self.evals.append((step, metrics, final))
         self.checkpoints[step] = copy.deepcopy(checkpoint())  # the state refers to live tensors
+
+
+def test_the_first_log_says_where_the_start_up_time_went() -> None:
+    """perf/startup_s runs from ``origin`` to the end of the first step; its phases add up to it."""
+    rec = Recorder()
+    origin = time.time() - 2.0  # a process that started two seconds before training
+    run_training(load_config(None, TINY), rec, origin=origin)
+    first = rec.logs[0][1]
+    phases = {k: v for k, v in first.items() if k.startswith("startup/")}
+    assert set(phases) == {f"startup/{p}_s" for p in ("process", "data", "model", "tracking", "eval_data", "first_step")}
+    assert phases["startup/process_s"] >= 2.0 and all(v >= 0 for v in phases.values())
+    assert sum(phases.values()) == pytest.approx(first["perf/startup_s"], abs=0.05)
 
 
 def test_logs_the_design_metric_names() -> None:
