@@ -105,6 +105,7 @@ class SweepConfig:
     sampler: str = "tpe"  # tpe | random
     seed: int = 0
     max_failures: int = 0
+    reuse_actors: bool = False  # run later trials in a finished trial's process (skips process start and imports)
 
 
 @dataclass

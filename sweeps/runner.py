@@ -11,6 +11,7 @@ ones ``failed`` with their error, and the sweep goes on.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -112,8 +113,23 @@ def _process_start() -> float:
         return time.time()
 
 
+_trials_in_process = 0
+
+
+def _trial_origin() -> float:
+    """Where a trial's ``perf/startup_s`` starts: its process's start for the process's first trial, now for a
+    later one in a reused process (``sweep.reuse_actors``), which then clears what the earlier trial compiled."""
+    global _trials_in_process
+    _trials_in_process += 1
+    if _trials_in_process == 1:
+        return _process_start()
+    torch._dynamo.reset()  # an earlier trial's compiled graphs would count against this one's recompile limit
+    return time.time()
+
+
 def trainable(sampled: dict[str, Any], base: dict[str, Any], ml: dict[str, str]) -> None:
     """One Ray Tune trial: merge the sampled keys into the base config, train, log, report."""
+    origin = _trial_origin()
     from ray import tune
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)
@@ -149,7 +165,7 @@ def trainable(sampled: dict[str, Any], base: dict[str, Any], ml: dict[str, str])
     try:
         cfg = from_plain(plain)
         cfg.train.progress = "off"
-        run_training(cfg, hooks, resume=resume_state, origin=_process_start())
+        run_training(cfg, hooks, resume=resume_state, origin=origin)
         status = "ok"
     except SystemExit:
         status = "ok" if hooks.last_step >= plain["train"]["steps"] else "pruned"
@@ -165,6 +181,11 @@ def trainable(sampled: dict[str, Any], base: dict[str, Any], ml: dict[str, str])
         raise
     finally:
         finish_run(c, run_id, status, error)
+        if ml.get("reuse_actors"):  # the next trial in this process starts from what this one leaves
+            del hooks
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
 
 
 def _find_parent(c: Any, exp_id: str) -> str | None:
@@ -261,6 +282,8 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
     ray.init(**init_kwargs)
     try:
         ml = {"home": str(home), "experiment_id": exp_id, "parent_run_id": parent, "sweep": name}
+        if cfg.sweep.reuse_actors:
+            ml["reuse_actors"] = "1"
         plain = to_plain(cfg)
         resources = {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial}
         wrapped = tune.with_resources(tune.with_parameters(trainable, base=plain, ml=ml), resources)
@@ -421,6 +444,7 @@ def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
             scheduler=scheduler,
             num_samples=s.num_samples,
             trial_dirname_creator=trial_dirname,
+            reuse_actors=s.reuse_actors,
         ),
         run_config=tune.RunConfig(
             name=s.name,

@@ -96,6 +96,25 @@ def test_four_trial_sweep_end_to_end(tmp_path: Path) -> None:
     assert board.returncode == 0 and "(M|A)-F" in board.stdout
 
 
+def test_reused_trial_processes_skip_the_process_start_and_still_record_every_trial(tmp_path: Path) -> None:
+    """``sweep.reuse_actors``: one trial at a time, each later one in the first one's process, so its start-up
+    has no process start or imports; every trial still has its own complete run."""
+    home = tmp_path / "home"
+    cfg = _write(tmp_path, "reuse", steps=10, every=5, sched="fifo")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sweeps.cli", "sweep", str(cfg), "sweep.reuse_actors=true", "sweep.max_concurrent=1"],
+        env=_env(home), capture_output=True, text=True, timeout=500,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    children = _children(home, "reuse")
+    assert sorted(r.data.params["pattern"] for r in children) == sorted(["M-F", "A-F", "(M|A)-F", "G-F-R-F"])
+    assert all(r.data.tags["hybridlab.status"] == "ok" and r.info.status == "FINISHED" for r in children)
+    assert all("val/ppl_len64" in r.data.metrics for r in children)
+    first, *later = sorted((r.info.start_time, r.data.metrics["startup/process_s"]) for r in children)
+    assert first[1] > 1.0  # a new process: Python, torch, Ray and MLflow imports
+    assert all(p < first[1] / 2 for _, p in later), (first, later)
+
+
 def _metric_rows(home: Path) -> int:
     db = home / "mlflow.db"
     if not db.exists():
