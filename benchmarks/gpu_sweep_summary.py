@@ -7,12 +7,11 @@ parent run, trials per hour, mean GPU utilisation while it ran (``nvidia-smi --q
 utilization.gpu,memory.used --format=csv,noheader,nounits -lms 500``), and per trial the start-up time
 (``perf/startup_s``: process start to the end of the first step), the kernel warm-up time
 (``startup/kernel_warmup_s``), the kernel cache state (tag ``hybridlab.kernel_cache``) and the mean of
-each start-up phase (``startup/<phase>_s``, a second table). ``phases.txt``
-holds ``NAME START END`` lines (Unix seconds) written around each sweep; the utilisation is averaged
-over that window. The *trial phase* (from the end of the sweep's kernel pre-warm, ``sweep/kernel_prewarm_s`` on the parent run
-and its timestamp, to the sweep's end; the whole sweep when nothing was pre-warmed) gets its own trials per
-hour and utilisation.
-Prints a Markdown table and writes the numbers as JSON with ``--json``.
+each start-up phase (``startup/<phase>_s``, a second table). ``phases.txt`` holds ``NAME START END`` lines
+(Unix seconds) written around each sweep; the utilisation is averaged over that window. The *trial phase*
+(from the end of the sweep's kernel pre-warm, the timestamp of ``sweep/kernel_prewarm_s`` on the parent run,
+to the sweep's end; the whole sweep when nothing was pre-warmed) gets its own trials per hour and
+utilisation. Prints Markdown tables and writes the numbers as JSON with ``--json``.
 """
 
 from __future__ import annotations
