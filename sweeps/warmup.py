@@ -3,13 +3,14 @@
 fla's Triton kernels autotune for minutes the first time they see a shape and dtype, and FlexAttention and
 ``train.compile`` compile per shape (shared/gpu/README.md). Their results land in the shared caches
 (``sweeps.paths.share_kernel_cache``: Triton's with fla's autotune results, and inductor's), so only the
-first process to run a shape should pay. A model's *kernel units* are its distinct sublayers (norm and
-mixers with their resolved configs and paths) at the run's shapes, plus the head and loss when compiled;
+first process to run a shape should pay. A model's *kernel units* are its distinct mixers (with their resolved
+configs and paths, after their sublayer's norm) at the run's shapes; compiled, its distinct sublayers (whose
+fused kernels depend on all of each) plus the head and loss;
 ``warm_kernels`` runs each unit alone (a forward and backward at ``batch_size x seq_len``, forwards at the
 evaluation lengths) under an exclusive file lock named by the unit's signature (GPU, library versions,
 unit, shapes, precision) and leaves a marker. Processes that arrive while a unit runs wait on its lock
 instead of autotuning the same kernels in parallel on one GPU, then find the marker and go on. Layouts
-share units, so a sweep of twelve layouts built from a handful of distinct sublayers warms a handful.
+share units, so a sweep of twelve layouts built from a handful of distinct mixers warms a handful.
 ``prewarm`` does this for a sweep's listed layouts on every GPU node before any trial starts
 (``sweeps.runner``), with several worker processes per GPU: Triton's compilation, the bulk of a cold
 autotune, is CPU-bound, so workers take different units (a worker skips a unit another one holds and comes
@@ -42,7 +43,7 @@ MARKER_DIR = "hybridlab-warm"
 
 @dataclass(frozen=True)
 class WarmupResult:
-    """What ``warm_kernels`` did over a model's kernel units (one per distinct sublayer, plus the compiled head).
+    """What ``warm_kernels`` did over a model's kernel units (one per distinct mixer, or sublayer and head compiled).
 
     ``cache`` is ``cold`` when this process ran at least one unit, ``waited`` when it ran none but waited
     for another process that was running one, ``busy`` when it ran none and skipped some another process
@@ -98,23 +99,37 @@ def _digest(facts: Any) -> str:
     return hashlib.sha1(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _units(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> dict[str, tuple[str, int]]:
-    """``{signature: (what, sublayer index or -1 for the head)}``, first sublayer of each kind."""
+Unit = tuple[str, int, int]  # (what, sublayer index or -1 for the head, mixer index within it or -1 for all)
+
+
+def _units(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> dict[str, Unit]:
+    """``{signature: (what, sublayer, mixer)}``, the first occurrence of each.
+
+    Eager, a unit is one mixer (with its sublayer's norm): a parallel sublayer ``(G|A)`` shares its G and A
+    units with the layouts that have them alone, so each kernel shape is run once. Compiled, a unit is a
+    whole sublayer, whose fused kernels depend on everything in it, plus the head and loss.
+    """
     ctx = _context(model, cfg, device, use_bf16)
-    units: dict[str, tuple[str, int]] = {}
+    units: dict[str, Unit] = {}
     for i, block in enumerate(model.layers):
         mixers = [(m.symbol, m.backend, dataclasses.asdict(m.config)) for m in block.mixers]
-        units.setdefault(_digest({**ctx, "block": mixers}), ("|".join(m.symbol for m in block.mixers), i))
+        if model.compiled:
+            units.setdefault(_digest({**ctx, "block": mixers}), ("|".join(m.symbol for m in block.mixers), i, -1))
+            continue
+        for j, mixer in enumerate(mixers):
+            units.setdefault(_digest({**ctx, "block": [mixer]}), (mixer[0], i, j))
     if model.compiled:
-        units.setdefault(_digest({**ctx, "head": model.vocab_size, "tied": model.config.tie_embeddings}), ("head", -1))
+        units.setdefault(
+            _digest({**ctx, "head": model.vocab_size, "tied": model.config.tie_embeddings}), ("head", -1, -1)
+        )
     return units
 
 
 def kernel_units(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> dict[str, str]:
-    """The model's kernel units, ``{signature: what}``: one per distinct sublayer (its norm and mixers, each
-    mixer's resolved config and path) at the run's shapes, plus the head and loss when compiled. Layouts
-    that share a sublayer share its unit, so it is warmed once for all of them."""
-    return {sig: what for sig, (what, _) in _units(model, cfg, device, use_bf16).items()}
+    """The model's kernel units, ``{signature: what}``: one per distinct mixer (its resolved config and path,
+    after its sublayer's norm) at the run's shapes; when compiled, one per distinct sublayer plus the head and
+    loss. Layouts that share a unit warm it once for all of them."""
+    return {sig: unit[0] for sig, unit in _units(model, cfg, device, use_bf16).items()}
 
 
 def kernel_signature(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> str:
@@ -139,34 +154,40 @@ def _locked(path: Path, wait: bool = True) -> Iterator[float | None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _run_unit(model: HybridLM, index: int, cfg: RunConfig, device: torch.device, use_bf16: bool) -> None:
+def _run_unit(model: HybridLM, unit: Unit, cfg: RunConfig, device: torch.device, use_bf16: bool) -> None:
     """One forward+backward of the unit at the training shape, forwards at the evaluation shapes.
 
     The unit runs alone on random activations (the residual stream's dtype), not inside the whole model;
     its gradients are cleared afterwards and nothing else changes.
     """
+    _, index, j = unit
     t = cfg.train
     d = model.config.d_model
     gen = torch.Generator(device="cpu").manual_seed(0)  # leaves the run's own RNG streams alone
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     dtype = model.embed.weight.dtype
-    module = model.layers[index] if index >= 0 else None
+    block = model.layers[index] if index >= 0 else None
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        assert block is not None
+        return block(x) if j < 0 else block.mixers[j](block.norm(x))
+
     was_training = model.training
     model.train()
     x = torch.randn(t.batch_size, cfg.data.seq_len, d, generator=gen, dtype=dtype).to(device).requires_grad_(True)
     with autocast:
-        if module is None:
+        if block is None:
             targets = torch.randint(0, model.vocab_size, (t.batch_size, cfg.data.seq_len), generator=gen).to(device)
             out = model._head_loss(x, targets)
         else:
-            out = module(x).float().pow(2).mean()
+            out = run(x).float().pow(2).mean()
     out.backward()
     model.zero_grad(set_to_none=True)
-    if module is not None:
+    if block is not None:
         model.eval()
         with torch.no_grad(), autocast:
             for length in sorted({cfg.data.seq_len, *cfg.data.eval_lengths}):
-                module(torch.randn(t.eval_batch_size, length, d, generator=gen, dtype=dtype).to(device))
+                run(torch.randn(t.eval_batch_size, length, d, generator=gen, dtype=dtype).to(device))
     model.train(was_training)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -186,7 +207,7 @@ def warm_kernels(
     t0 = time.perf_counter()
     ran = waited_on = busy = 0
     waited_total = 0.0
-    for sig, (what, index) in units.items():
+    for sig, unit in units.items():
         marker = folder / f"{sig}.json"
         done_before = marker.exists()
         with _locked(folder / f"{sig}.lock", wait) as waited:
@@ -198,8 +219,8 @@ def warm_kernels(
                 waited_on += not done_before
                 continue
             u0 = time.perf_counter()
-            _run_unit(model, index, cfg, device, use_bf16)
-            marker.write_text(json.dumps({"unit": what, "seconds": time.perf_counter() - u0, "time": time.time()}))
+            _run_unit(model, unit, cfg, device, use_bf16)
+            marker.write_text(json.dumps({"unit": unit[0], "seconds": time.perf_counter() - u0, "time": time.time()}))
             ran += 1
     cache = "cold" if ran else ("busy" if busy else ("waited" if waited_on else "warm"))
     return WarmupResult(

@@ -80,6 +80,33 @@ def test_units_are_the_distinct_sublayers_and_layouts_share_them() -> None:
     assert "head" in kernel_units(compiled, samba, cpu, use_bf16=True).values()
 
 
+def test_a_parallel_sublayer_shares_its_mixers_units_unless_compiled() -> None:
+    """Eager, ``(M|A)`` runs the same M and A kernels as M and A alone; compiled, its fused graph is its own."""
+    cpu = torch.device("cpu")
+    apart, together = _run_config("M-F-A[window=8]-F"), _run_config("(M|A[window=8])-F")
+    assert kernel_units(_model(together), together, cpu, True) == kernel_units(_model(apart), apart, cpu, True)
+    compiled_apart, compiled_together = _model(apart), _model(together)
+    for m in (compiled_apart, compiled_together):
+        m.compile_sublayers(backend="aot_eager")
+    units = kernel_units(compiled_together, together, cpu, True)
+    assert sorted(units.values()) == ["F", "M|A", "head"]
+    assert len(set(units) - set(kernel_units(compiled_apart, apart, cpu, True))) == 1  # only M|A is new
+
+
+def test_a_mixer_unit_runs_the_mixer_after_its_sublayers_norm(cache: Path) -> None:
+    cfg = _run_config("(M|A[window=8])-F")
+    model = _model(cfg)
+    seen: list[str] = []
+    for block in model.layers:
+        block.norm.register_forward_hook(lambda *a: seen.append("norm"))
+        for m in block.mixers:
+            m.register_forward_hook(lambda mod, *a: seen.append(mod.symbol))
+    r = warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False)
+    assert (r.units, r.units_run) == (3, 3)
+    # per unit: one training forward and one per evaluation length (16, 32), each the norm then the mixer
+    assert seen == ["norm", "M"] * 3 + ["norm", "A"] * 3 + ["norm", "F"] * 3
+
+
 def test_the_first_call_warms_and_leaves_the_model_as_it_was(cache: Path) -> None:
     cfg = _run_config()
     model = _model(cfg)
