@@ -96,6 +96,7 @@ class _TuneHooks(MLflowHooks):
         self.last_step = step
         report = {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
         report["step"] = step
+        report["final"] = float(final)  # 0: the scheduler may still stop it; LayoutSearch tells Optuna PRUNED
         with tempfile.TemporaryDirectory() as d:
             torch.save(checkpoint(), os.path.join(d, STATE_FILE))
             with open(os.path.join(d, META_FILE), "w") as f:

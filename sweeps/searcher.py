@@ -10,7 +10,9 @@ worth training:
 - a sample whose canonical key equals a finished trial's is told that trial's values (user attribute
   ``duplicate_of``); one equal to a running trial waits and is told its values when it finishes.
 Neither starts a Ray trial. Each such event is printed once and appended to ``events_path`` (JSON
-lines), which the runner logs on the sweep's parent run. When ``max_attempts`` asks in a row give
+lines), which the runner logs on the sweep's parent run. A trial the scheduler stopped before its final
+evaluation (ASHA; its last result has ``final`` = 0) is told to Optuna as PRUNED, with the intermediate
+values it reported, never with its partial metric as a final value; its duplicates are PRUNED too. When ``max_attempts`` asks in a row give
 nothing new, the space is exhausted and the searcher finishes the sweep early (recorded as an event).
 
 Resume. Ray writes the experiment state (its trials) and the searcher state one after the other and
@@ -47,6 +49,7 @@ __all__ = ["LayoutSearch", "Limiter", "Generator", "read_events", "known_ray_tri
 
 FEASIBLE = "feasible"
 RAY_TRIAL = "ray_trial_id"
+STOPPED = "stopped"  # the values of a sample whose trial the scheduler stopped early: told as PRUNED
 
 
 def known_ray_trials(exp_dir: str | Path) -> set[str] | None:
@@ -201,9 +204,10 @@ class LayoutSearch(OptunaSearch):
                 del self._key_trial[key]
         for frozen in self._ot_study.get_trials(deepcopy=False):
             ray_id = frozen.user_attrs.get(RAY_TRIAL)
-            if frozen.state not in (TrialState.RUNNING, TrialState.COMPLETE) or "duplicate_of" in frozen.user_attrs:
+            told = frozen.state in (TrialState.COMPLETE, TrialState.PRUNED)  # PRUNED with a Ray trial: stopped
+            if not (told or frozen.state == TrialState.RUNNING) or "duplicate_of" in frozen.user_attrs:
                 continue
-            if ray_id is None and frozen.state == TrialState.COMPLETE:
+            if ray_id is None and told:  # an infeasible sample (never a Ray trial), or told before ids existed
                 continue
             if ray_id is None or ray_id not in known:
                 # its Ray trial was lost, or the driver stopped while handing it out (after Optuna took it
@@ -219,6 +223,9 @@ class LayoutSearch(OptunaSearch):
             if frozen.state == TrialState.COMPLETE:
                 self._completed_trials.add(ray_id)
                 self._key_values[self._trial_keys[ray_id]] = frozen.values if isinstance(self.metric, list) else frozen.value
+            elif frozen.state == TrialState.PRUNED:
+                self._completed_trials.add(ray_id)
+                self._key_values[self._trial_keys[ray_id]] = STOPPED
         self._waiting = {}  # duplicates still waiting for their original's result, from the storage
         for frozen in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             key = frozen.user_attrs.get("sample_key")
@@ -242,6 +249,8 @@ class LayoutSearch(OptunaSearch):
     def _tell_duplicate(self, ot_trial: Any, values: Any) -> None:
         if values is None:
             self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+        elif values == STOPPED:
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
         else:
             self._ot_study.tell(ot_trial, values)
 
@@ -253,11 +262,20 @@ class LayoutSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        super().on_trial_complete(trial_id, result=result, error=error)
+        if not error and result and result.get("final") == 0.0:  # stopped before its final evaluation
+            ot_trial = self._ot_trials[trial_id]
+            value, step = self._values(result), result.get("training_iteration")
+            if not isinstance(self.metric, list) and value is not None and step is not None:
+                ot_trial.report(value, int(step))  # Ray passes the result it stopped on here, not to on_trial_result
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            values: Any = STOPPED
+        else:
+            super().on_trial_complete(trial_id, result=result, error=error)
+            values = None if error else self._values(result)
         key = self._trial_keys.get(trial_id)
         if key is None:
             return
-        values = None if error else self._values(result)
         self._key_values[key] = values
         for waiting in self._waiting.pop(key, []):
             self._tell_duplicate(waiting, values)

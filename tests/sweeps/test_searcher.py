@@ -106,6 +106,35 @@ def test_a_failed_trial_fails_its_waiting_duplicates(tmp_path: Path) -> None:
     assert dup and all(t.state == TrialState.FAIL for t in dup)
 
 
+def test_a_trial_stopped_before_its_final_evaluation_is_pruned_not_scored(tmp_path: Path) -> None:
+    """ASHA stops a trial after a few evaluations: Optuna keeps those as intermediate values and closes the
+    trial PRUNED (best_trial considers COMPLETE trials only, and TPE ranks pruned ones by how far they got),
+    never COMPLETE with a partial loss; a trial that reached its final evaluation is COMPLETE with it."""
+    space = SearchSpace(BASE, patterns=["M-F", "A-F"], vocab_size=259)
+    s = _searcher(tmp_path, space, points_to_evaluate=[{"model.pattern": "M-F"}, {"model.pattern": "A-F"}])
+    s.suggest("t0")
+    s.suggest("t1")
+    s.on_trial_complete("t0", {"val/loss": 4.0, "training_iteration": 1, "final": 0.0})  # as Ray does on a stop
+    for i, loss in enumerate([4.5, 3.5], start=1):
+        s.on_trial_result("t1", {"val/loss": loss, "training_iteration": i, "final": float(i == 2)})
+    s.on_trial_complete("t1", {"val/loss": 3.5, "training_iteration": 2, "final": 1.0})
+    stopped, finished = s._ot_study.trials
+    assert stopped.state == TrialState.PRUNED and stopped.intermediate_values == {1: 4.0}  # Optuna keeps the last
+    assert finished.state == TrialState.COMPLETE and finished.value == 3.5
+    assert s._ot_study.best_trial.number == finished.number
+
+
+def test_a_duplicate_of_a_stopped_trial_is_pruned_too(tmp_path: Path) -> None:
+    space = SearchSpace(BASE, patterns=["(M-F)*2", "M-F-M-F", "A-F"], vocab_size=259)
+    s = _searcher(tmp_path, space, points_to_evaluate=[{"model.pattern": "(M-F)*2"}, {"model.pattern": "M-F-M-F"},
+                                                        {"model.pattern": "A-F"}])
+    s.suggest("t0")
+    s.suggest("t1")  # M-F-M-F waits for t0
+    s.on_trial_complete("t0", {"val/loss": 4.0, "training_iteration": 1, "final": 0.0})
+    dup = next(t for t in s._ot_study.trials if t.user_attrs.get("duplicate_of") == "t0")
+    assert dup.state == TrialState.PRUNED and dup.value is None
+
+
 def test_dedup_off_trains_every_sample(tmp_path: Path) -> None:
     space = SearchSpace(BASE, patterns=["(M-F)*2", "M-F-M-F"], vocab_size=259)
     s = _searcher(tmp_path, space, dedup=False, points_to_evaluate=[{"model.pattern": "(M-F)*2"},
@@ -210,3 +239,29 @@ def test_resume_hands_out_a_sample_the_driver_was_stopped_in_the_middle_of(tmp_p
     assert after.suggest("t1")["model.pattern"] == "A-F"
     assert after.suggest("t2")["model.pattern"] == "(M|A)-F"
     assert [t.params.get("model.pattern") for t in after._ot_study.trials].count("A-F") == 1
+
+
+def test_resume_keeps_a_stopped_trial_stopped_and_answers_its_duplicates(tmp_path: Path) -> None:
+    exp_dir = tmp_path / "ray" / "resume"
+    space = SearchSpace(BASE, patterns=["(M-F)*2", "A-F", "M-F-M-F"], vocab_size=259)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    exp_dir.mkdir(parents=True)
+
+    def searcher(points: list | None) -> LayoutSearch:
+        return LayoutSearch(space, events_path=str(exp_dir / "search_events.jsonl"), metric="val/loss", mode="min",
+                            sampler=optuna.samplers.RandomSampler(seed=0), storage=storage, study_name="stop",
+                            points_to_evaluate=points)
+
+    before = searcher([{"model.pattern": p} for p in ("(M-F)*2", "A-F", "M-F-M-F")])
+    before.save(str(tmp_path / "searcher.pkl"))  # saved before t0 was handed out and stopped
+    before.suggest("t0")
+    before.on_trial_complete("t0", {"val/loss": 4.0, "training_iteration": 1, "final": 0.0})
+    before.suggest("t1")
+    _experiment_state(exp_dir, ["t0", "t1"])
+
+    after = searcher(None)
+    after.restore(str(tmp_path / "searcher.pkl"))
+    assert "t0" in after._completed_trials
+    assert after.suggest("t2") is Searcher.FINISHED  # M-F-M-F repeats the stopped t0: answered, not trained
+    dup = next(t for t in after._ot_study.trials if t.params["model.pattern"] == "M-F-M-F")
+    assert dup.state == TrialState.PRUNED and dup.user_attrs["duplicate_of"] == "t0"
