@@ -201,24 +201,28 @@ def test_resume_reattaches_trials_the_searcher_state_missed(tmp_path: Path) -> N
     assert after.suggest("t2")["model.pattern"] == "(M|A)-F"
 
 
+def _on_storage(tmp_path: Path, patterns: list[str], enqueue: bool) -> LayoutSearch:
+    """A searcher over ``patterns`` on an Optuna storage under ``tmp_path``, its Ray folder ``ray/resume``;
+    ``enqueue=False`` is the copy Ray unpickles on resume."""
+    exp_dir = tmp_path / "ray" / "resume"
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    return LayoutSearch(SearchSpace(BASE, patterns=patterns, vocab_size=259),
+                        events_path=str(exp_dir / "search_events.jsonl"), metric="val/loss", mode="min",
+                        sampler=optuna.samplers.RandomSampler(seed=0),
+                        storage=optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}"),
+                        study_name="dup", points_to_evaluate=[{"model.pattern": p} for p in patterns] if enqueue else None)
+
+
 def test_resume_keeps_duplicates_waiting_for_their_original(tmp_path: Path) -> None:
     exp_dir = tmp_path / "ray" / "resume"
-    space = SearchSpace(BASE, patterns=["(M-F)*2", "M-F-M-F", "A-F"], vocab_size=259)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
-    exp_dir.mkdir(parents=True)
-
-    def searcher(points: list | None) -> LayoutSearch:
-        return LayoutSearch(space, events_path=str(exp_dir / "search_events.jsonl"), metric="val/loss", mode="min",
-                            sampler=optuna.samplers.RandomSampler(seed=0), storage=storage, study_name="dup",
-                            points_to_evaluate=points)
-
-    before = searcher([{"model.pattern": p} for p in ("(M-F)*2", "M-F-M-F", "A-F")])
+    patterns = ["(M-F)*2", "M-F-M-F", "A-F"]
+    before = _on_storage(tmp_path, patterns, enqueue=True)
     before.save(str(tmp_path / "searcher.pkl"))
     before.suggest("t0")
     before.suggest("t1")  # M-F-M-F waits for t0 on the way to A-F
     _experiment_state(exp_dir, ["t0", "t1"])
 
-    after = searcher(None)
+    after = _on_storage(tmp_path, patterns, enqueue=False)
     after.restore(str(tmp_path / "searcher.pkl"))
     after.on_trial_complete("t0", {"val/loss": 2.25})
     dup = next(t for t in after._ot_study.trials if t.params["model.pattern"] == "M-F-M-F")
@@ -243,23 +247,15 @@ def test_resume_hands_out_a_sample_the_driver_was_stopped_in_the_middle_of(tmp_p
 
 def test_resume_keeps_a_stopped_trial_stopped_and_answers_its_duplicates(tmp_path: Path) -> None:
     exp_dir = tmp_path / "ray" / "resume"
-    space = SearchSpace(BASE, patterns=["(M-F)*2", "A-F", "M-F-M-F"], vocab_size=259)
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
-    exp_dir.mkdir(parents=True)
-
-    def searcher(points: list | None) -> LayoutSearch:
-        return LayoutSearch(space, events_path=str(exp_dir / "search_events.jsonl"), metric="val/loss", mode="min",
-                            sampler=optuna.samplers.RandomSampler(seed=0), storage=storage, study_name="stop",
-                            points_to_evaluate=points)
-
-    before = searcher([{"model.pattern": p} for p in ("(M-F)*2", "A-F", "M-F-M-F")])
+    patterns = ["(M-F)*2", "A-F", "M-F-M-F"]
+    before = _on_storage(tmp_path, patterns, enqueue=True)
     before.save(str(tmp_path / "searcher.pkl"))  # saved before t0 was handed out and stopped
     before.suggest("t0")
     before.on_trial_complete("t0", {"val/loss": 4.0, "training_iteration": 1, "final": 0.0})
     before.suggest("t1")
     _experiment_state(exp_dir, ["t0", "t1"])
 
-    after = searcher(None)
+    after = _on_storage(tmp_path, patterns, enqueue=False)
     after.restore(str(tmp_path / "searcher.pkl"))
     assert "t0" in after._completed_trials
     assert after.suggest("t2") is Searcher.FINISHED  # M-F-M-F repeats the stopped t0: answered, not trained
