@@ -129,6 +129,16 @@ class SWA(Mixer):
             return None  # FlexAttention ships with torch; flash-attn and fla are used when they import
         return "the attention kernel path needs a CUDA device"
 
+    def kernel_route(self) -> str | None:
+        """flash-attn, FlexAttention or fla, by what imports; flash-attn runs only bf16/fp16 inputs, so a run's
+        route can differ by precision, and then both are named."""
+        if self.backend != "kernel":
+            return None
+        from blocks.ops.attention.kernel import kernel_impl
+
+        half, full = kernel_impl(torch.bfloat16, self.head_dim), kernel_impl(torch.float32, self.head_dim)
+        return half if half == full else f"{half} (bf16/fp16), {full} (fp32)"
+
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Post-RoPE q (B, T, H, K) and k, v (B, T, Hkv, K)."""
         B, T, _ = x.shape

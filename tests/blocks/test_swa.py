@@ -212,6 +212,20 @@ def test_kernel_status() -> None:
         assert status == "the attention kernel path needs a CUDA device"
 
 
+def test_kernel_route_names_the_attention_implementation_per_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorded per run as hybridlab.kernel_route.A; flash-attn takes bf16/fp16 only, so with it installed an
+    fp32 run's attention is FlexAttention and the route says both."""
+    from blocks.ops.attention import kernel
+
+    m = SWA(64, SWAConfig(heads=4, window=8))
+    assert m.kernel_route() is None  # the reference path has no route
+    m.set_backend("kernel")  # the wiring only: nothing runs here
+    monkeypatch.setattr(kernel, "_flash_attn_func", lambda: None)
+    assert m.kernel_route() == "flex_attention"  # torch ships FlexAttention
+    monkeypatch.setattr(kernel, "_flash_attn_func", lambda: object())
+    assert m.kernel_route() == "flash_attn (bf16/fp16), flex_attention (fp32)"
+
+
 @pytest.mark.parametrize(
     ("fields", "d_model", "fragment"),
     [
