@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -219,8 +220,12 @@ def warm_kernels(
                 waited_on += not done_before
                 continue
             u0 = time.perf_counter()
+            shapes = f"batch {cfg.train.batch_size} x {cfg.data.seq_len}, evaluation lengths {cfg.data.eval_lengths}"
+            print(f"kernel warm-up: {unit[0]} ({shapes}) ...", file=sys.stderr, flush=True)
             _run_unit(model, unit, cfg, device, use_bf16)
-            marker.write_text(json.dumps({"unit": unit[0], "seconds": time.perf_counter() - u0, "time": time.time()}))
+            seconds = time.perf_counter() - u0
+            marker.write_text(json.dumps({"unit": unit[0], "seconds": seconds, "time": time.time()}))
+            print(f"kernel warm-up: {unit[0]} done in {seconds:.1f} s", file=sys.stderr, flush=True)
             ran += 1
     cache = "cold" if ran else ("busy" if busy else ("waited" if waited_on else "warm"))
     return WarmupResult(

@@ -93,7 +93,7 @@ def test_a_parallel_sublayer_shares_its_mixers_units_unless_compiled() -> None:
     assert len(set(units) - set(kernel_units(compiled_apart, apart, cpu, True))) == 1  # only M|A is new
 
 
-def test_a_mixer_unit_runs_the_mixer_after_its_sublayers_norm(cache: Path) -> None:
+def test_a_mixer_unit_runs_the_mixer_after_its_sublayers_norm(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = _run_config("(M|A[window=8])-F")
     model = _model(cfg)
     seen: list[str] = []
@@ -105,6 +105,9 @@ def test_a_mixer_unit_runs_the_mixer_after_its_sublayers_norm(cache: Path) -> No
     assert (r.units, r.units_run) == (3, 3)
     # per unit: one training forward and one per evaluation length (16, 32), each the norm then the mixer
     assert seen == ["norm", "M"] * 3 + ["norm", "A"] * 3 + ["norm", "F"] * 3
+    progress = capsys.readouterr().err.splitlines()  # minutes per unit on a cold GPU: each one is announced
+    assert progress[0] == "kernel warm-up: M (batch 2 x 16, evaluation lengths [16, 32]) ..."
+    assert [line.split(" done in ")[0] for line in progress[1::2]] == [f"kernel warm-up: {u}" for u in "MAF"]
 
 
 def test_the_first_call_warms_and_leaves_the_model_as_it_was(cache: Path) -> None:
