@@ -49,6 +49,7 @@ class BenchResult:
     flops_per_token_train: float
     mfu: float | None
     compiled: bool
+    loss_chunk: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,10 +65,12 @@ def bench_train(
     warmup: int = 3,
     device: str | torch.device | None = None,
     compile: bool = False,
+    loss_chunk: int | None = None,
 ) -> BenchResult:
     """Time ``steps`` training steps of ``cfg`` after ``warmup`` untimed ones.
 
-    ``compile`` runs ``HybridLM.compile_sublayers`` first (the warm-up steps then include compilation).
+    ``compile`` runs ``HybridLM.compile_sublayers`` first (the warm-up steps then include compilation);
+    ``loss_chunk`` runs the eager head and loss that many tokens at a time (``blocks.loss``).
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
@@ -75,6 +78,7 @@ def bench_train(
     chosen = model.set_backend(backend, dev)
     if compile:
         model.compile_sublayers()
+    model.loss_chunk = loss_chunk
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=dev.type == "cuda")
     x = torch.randint(0, vocab_size, (batch, seq_len + 1), device=dev)
     inp, tgt = x[:, :-1], x[:, 1:]
@@ -128,4 +132,5 @@ def bench_train(
         flops_per_token_train=train_flops,
         mfu=(train_flops * tps / peak_flops) if peak_flops else None,
         compiled=compile,
+        loss_chunk=loss_chunk,
     )

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from blocks import registry
 from blocks.backend import resolve_backend
 from blocks.config import ModelConfig, resolve_mixer_defaults, validate_model_config
+from blocks.loss import linear_cross_entropy
 from blocks.mixers.base import Mixer, MixerConfig, apply_overrides
 from blocks.pattern import Pattern, parse
 
@@ -109,6 +110,7 @@ class HybridLM(nn.Module):
         self.backends: dict[str, str] = {}
         self.kernel_routes: dict[str, str] = {}  # symbol -> Mixer.kernel_route(), after set_backend
         self.compiled: str | None = None  # the torch.compile backend after compile_sublayers()
+        self.loss_chunk: int | None = None  # eager: the head + loss this many tokens at a time (blocks.loss)
         self._init_weights(config.init)
 
     def mixers(self) -> list[Mixer]:
@@ -195,11 +197,16 @@ class HybridLM(nn.Module):
         return self.lm_head(self.norm_f(self.hidden(idx)))
 
     def _head_loss(self, x: Tensor, targets: Tensor) -> Tensor:
-        logits = self.lm_head(self.norm_f(x))  # (B, T, V)
-        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-100)
+        h = self.norm_f(x)
+        if self.loss_chunk and not self.compiled:  # compiled, inductor fuses the plain form instead
+            return linear_cross_entropy(h, self.lm_head.weight, targets, self.loss_chunk)
+        logits = self.lm_head(h)  # (B, T, V)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp32 at least
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
-        """Mean cross-entropy over targets != -100, computed in fp32."""
+        """Mean cross-entropy over targets != -100, computed in fp32 (fp64 for an fp64 model); with ``loss_chunk`` set (and not
+        compiled), the head and loss run ``loss_chunk`` tokens at a time and the full logits never exist."""
         return self._head_loss(self.hidden(idx), targets)
 
     def num_params(self) -> int:

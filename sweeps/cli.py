@@ -249,6 +249,17 @@ def _bench_model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return cfg, vocab
 
 
+def _tokens(text: str) -> int:
+    """A positive token count for ``--loss-chunk``."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of tokens, e.g. 4096; got {text!r}")
+    return n
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -261,7 +272,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     results = []
     for backend in backends:
         r = bench_train(cfg, vocab, args.seq_len, args.batch, backend=backend, steps=args.steps,
-                        warmup=args.warmup, compile=args.compile)
+                        warmup=args.warmup, compile=args.compile, loss_chunk=args.loss_chunk)
         results.append(r.to_dict())
         if not args.json:
             mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "n/a"
@@ -307,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", default="auto", choices=["auto", "reference", "kernel"])
     b.add_argument("--no-contrast", action="store_true", help="on CUDA, skip the --backend reference contrast run")
     b.add_argument("--compile", action="store_true", help="torch.compile the sublayers around the mixers' kernels (first steps compile)")
+    b.add_argument("--loss-chunk", type=_tokens, default=None, metavar="TOKENS",
+                   help="run the LM head + loss this many tokens at a time (eager; train.loss_chunk)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
 

@@ -58,6 +58,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     precision: str = "auto"  # auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
     compile: bool = False  # torch.compile the sublayers around the mixers' ops (HybridLM.compile_sublayers)
+    loss_chunk: int | None = None  # eager: LM head + loss this many tokens at a time (blocks.loss); null: all at once
     warm_kernels: bool = True  # on CUDA: run each kernel shape once per cache under a lock first (sweeps.warmup)
     threads: int | None = None  # torch CPU threads; null: what the process was given
     eval_every: int = 50
@@ -278,6 +279,7 @@ def validate_run_config(cfg: RunConfig, check_sweep: bool = True) -> None:
         (t.progress in ("auto", "on", "off"), "train.progress", "auto, on or off", t.progress),
         (t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda"), "train.device", "auto, cpu, cuda or cuda:N", t.device),
         (t.threads is None or t.threads >= 1, "train.threads", "an int >= 1 or null", t.threads),
+        (t.loss_chunk is None or t.loss_chunk >= 1, "train.loss_chunk", "an int >= 1 or null", t.loss_chunk),
         (set(t.probes) <= {"mqar", "passkey"}, "train.probes", "a list of mqar, passkey", t.probes),
     ]
     s = cfg.sweep

@@ -148,6 +148,7 @@ def run_training(
     backends = model.set_backend(cfg.model.backend, device)
     if t.compile:
         model.compile_sublayers()
+    model.loss_chunk = t.loss_chunk
     use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
     warm = None
     lap("model")

@@ -52,6 +52,7 @@ def test_round_trip_through_plain_dicts() -> None:
         (["sweep.space={train.lr: {low: 0.01, high: 0.001}}"], r"low must be < high"),
         (["sweep.cpus_per_trial=0"], r"sweep.cpus_per_trial must be > 0"),
         (["sweep.name=a b"], r"sweep.name must be letters"),
+        (["train.loss_chunk=0"], r"train.loss_chunk must be an int >= 1 or null"),
     ],
 )
 def test_mistakes_are_reported_with_key_and_fix(overrides: list[str], message: str) -> None:

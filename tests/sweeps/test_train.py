@@ -69,6 +69,16 @@ def test_the_first_log_says_where_the_start_up_time_went() -> None:
     assert sum(phases.values()) == pytest.approx(first["perf/startup_s"], abs=0.05)
 
 
+def test_a_chunked_head_trains_the_same_run() -> None:
+    """train.loss_chunk changes how the head's loss is computed, not what: the same run, to fp32 rounding."""
+    runs = []
+    for extra in ([], ["train.loss_chunk=16"]):
+        rec = Recorder()
+        run_training(load_config(None, [*TINY, *extra]), rec)
+        runs.append([m["train/loss"] for _, m in rec.logs] + [rec.evals[-1][1]["val/loss"]])
+    assert runs[1] == pytest.approx(runs[0], rel=1e-4)
+
+
 def test_logs_the_design_metric_names() -> None:
     rec = Recorder()
     run_training(load_config(None, TINY), rec)
