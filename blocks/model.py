@@ -205,8 +205,10 @@ class HybridLM(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
-        """Mean cross-entropy over targets != -100, computed in fp32 (fp64 for an fp64 model); with ``loss_chunk`` set (and not
-        compiled), the head and loss run ``loss_chunk`` tokens at a time and the full logits never exist."""
+        """Mean cross-entropy over targets != -100, computed in fp32 (fp64 for an fp64 model).
+
+        With ``loss_chunk`` set (and not compiled) the head and loss run ``loss_chunk`` tokens at a time and
+        the full logits never exist (``blocks.loss``)."""
         return self._head_loss(self.hidden(idx), targets)
 
     def num_params(self) -> int:

@@ -10,10 +10,11 @@ worth training:
 - a sample whose canonical key equals a finished trial's is told that trial's values (user attribute
   ``duplicate_of``); one equal to a running trial waits and is told its values when it finishes.
 Neither starts a Ray trial. Each such event is printed once and appended to ``events_path`` (JSON
-lines), which the runner logs on the sweep's parent run. A trial the scheduler stopped before its final
-evaluation (ASHA; its last result has ``final`` = 0) is told to Optuna as PRUNED, with the intermediate
-values it reported, never with its partial metric as a final value; its duplicates are PRUNED too. When ``max_attempts`` asks in a row give
+lines), which the runner logs on the sweep's parent run. When ``max_attempts`` asks in a row give
 nothing new, the space is exhausted and the searcher finishes the sweep early (recorded as an event).
+A trial the scheduler stopped before its final evaluation (ASHA; its last result has ``final`` = 0) is
+told to Optuna as PRUNED, with the intermediate values it reported, never with its partial metric as a
+final value; its duplicates are PRUNED too.
 
 Resume. Ray writes the experiment state (its trials) and the searcher state one after the other and
 syncs them to storage file by file, so after a killed driver they can be from different moments: a
