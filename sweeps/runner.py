@@ -119,12 +119,17 @@ _trials_in_process = 0
 
 def _trial_origin() -> float:
     """Where a trial's ``perf/startup_s`` starts: its process's start for the process's first trial, now for a
-    later one in a reused process (``sweep.reuse_actors``), which then clears what the earlier trial compiled."""
+    later one in a reused process (``sweep.reuse_actors``), which first frees what the earlier trial left:
+    its objects and cached GPU memory, and its compiled graphs (which would count against this trial's
+    recompile limit)."""
     global _trials_in_process
     _trials_in_process += 1
     if _trials_in_process == 1:
         return _process_start()
-    torch._dynamo.reset()  # an earlier trial's compiled graphs would count against this one's recompile limit
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    torch._dynamo.reset()
     return time.time()
 
 
@@ -182,11 +187,6 @@ def trainable(sampled: dict[str, Any], base: dict[str, Any], ml: dict[str, str])
         raise
     finally:
         finish_run(c, run_id, status, error)
-        if ml.get("reuse_actors"):  # the next trial in this process starts from what this one leaves
-            del hooks
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
 
 
 def _find_parent(c: Any, exp_id: str) -> str | None:
@@ -283,8 +283,6 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
     ray.init(**init_kwargs)
     try:
         ml = {"home": str(home), "experiment_id": exp_id, "parent_run_id": parent, "sweep": name}
-        if cfg.sweep.reuse_actors:
-            ml["reuse_actors"] = "1"
         plain = to_plain(cfg)
         resources = {"cpu": cfg.sweep.cpus_per_trial, "gpu": cfg.sweep.gpus_per_trial}
         wrapped = tune.with_resources(tune.with_parameters(trainable, base=plain, ml=ml), resources)

@@ -25,7 +25,7 @@ from blocks.model import HybridLM
 from sweeps.config import RunConfig
 from sweeps.warmup import needs_warmup, warm_kernels
 
-__all__ = ["Hooks", "TrainResult", "Diverged", "run_training", "resolve_device", "lr_at"]
+__all__ = ["Hooks", "TrainResult", "Diverged", "run_training", "resolve_device", "autocast_bf16", "lr_at"]
 
 Checkpoint = Callable[[], dict[str, Any]]
 
@@ -67,6 +67,11 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"train.device={name} but no CUDA device is visible; use train.device=cpu or auto")
     return device
+
+
+def autocast_bf16(precision: str, device: torch.device) -> bool:
+    """Whether ``train.precision`` trains under bf16 autocast on ``device`` (``auto``: on CUDA only)."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
 def lr_at(step: int, cfg: RunConfig) -> float:
@@ -134,8 +139,7 @@ def run_training(
     def lap(phase: str) -> None:
         nonlocal mark
         now = time.perf_counter()
-        phases[phase] = phases.get(phase, 0.0) + now - mark
-        mark = now
+        phases[phase], mark = now - mark, now
 
     if t.threads:
         torch.set_num_threads(t.threads)
@@ -149,10 +153,10 @@ def run_training(
     if t.compile:
         model.compile_sublayers()
     model.loss_chunk = t.loss_chunk
-    use_bf16 = t.precision == "bf16" or (t.precision == "auto" and device.type == "cuda")
+    use_bf16 = autocast_bf16(t.precision, device)
     warm = None
     lap("model")
-    if t.warm_kernels and needs_warmup(model, device, t.compile):
+    if t.warm_kernels and needs_warmup(model, device):
         warm = warm_kernels(model, cfg, device, use_bf16)
     mark = time.perf_counter()  # the warm-up has its own metric, startup/kernel_warmup_s
     opt = torch.optim.AdamW(

@@ -70,9 +70,9 @@ def warm_dir() -> Path:
     return path
 
 
-def needs_warmup(model: HybridLM, device: torch.device, compiled: bool) -> bool:
+def needs_warmup(model: HybridLM, device: torch.device) -> bool:
     """Whether a run has anything to warm: on CUDA, a mixer on its kernel path or a compiled model."""
-    return device.type == "cuda" and (compiled or "kernel" in model.backends.values())
+    return device.type == "cuda" and (model.compiled is not None or "kernel" in model.backends.values())
 
 
 def _context(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> dict[str, Any]:
@@ -243,7 +243,7 @@ def prewarm(plains: list[dict[str, Any]], worker: int = 0, workers: int = 1) -> 
     """
     from sweeps.config import from_plain
     from sweeps.space import vocab_for_counting
-    from sweeps.train import resolve_device
+    from sweeps.train import autocast_bf16, resolve_device
 
     start = (worker * len(plains)) // max(1, workers)
     order = plains[start:] + plains[:start]
@@ -257,11 +257,10 @@ def prewarm(plains: list[dict[str, Any]], worker: int = 0, workers: int = 1) -> 
             model.set_backend(cfg.model.backend, device)
             if cfg.train.compile:
                 model.compile_sublayers()
-            use_bf16 = cfg.train.precision == "bf16" or (cfg.train.precision == "auto" and device.type == "cuda")
-            if not needs_warmup(model, device, bool(cfg.train.compile)):
+            if not needs_warmup(model, device):
                 out.append({"pattern": model.pattern.compact, "worker": worker, "cache": "none"})
                 continue
-            r = warm_kernels(model, cfg, device, use_bf16, wait=waiting)
+            r = warm_kernels(model, cfg, device, autocast_bf16(cfg.train.precision, device), wait=waiting)
             if r.units_busy:
                 deferred.append(plain)
             out.append({"pattern": model.pattern.compact, "worker": worker, **dataclasses.asdict(r)})
