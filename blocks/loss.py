@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["linear_cross_entropy"]
+__all__ = ["IGNORE_INDEX", "linear_cross_entropy"]
 
 IGNORE_INDEX = -100
 

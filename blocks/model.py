@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from blocks import registry
 from blocks.backend import resolve_backend
 from blocks.config import ModelConfig, resolve_mixer_defaults, validate_model_config
-from blocks.loss import linear_cross_entropy
+from blocks.loss import IGNORE_INDEX, linear_cross_entropy
 from blocks.mixers.base import Mixer, MixerConfig, apply_overrides
 from blocks.pattern import Pattern, parse
 
@@ -202,7 +202,7 @@ class HybridLM(nn.Module):
             return linear_cross_entropy(h, self.lm_head.weight, targets, self.loss_chunk)
         logits = self.lm_head(h)  # (B, T, V)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp32 at least
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
         """Mean cross-entropy over targets != -100, computed in fp32 (fp64 for an fp64 model).

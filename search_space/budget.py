@@ -205,6 +205,7 @@ class BudgetMatch:
         d_model: the model's residual width.
         mlp_hidden: ``model.mixers.F.hidden`` of the returned model (the solved width for ``mlp`` and
             ``d_model+mlp``); None means the 8/3·d default.
+        mlp_key: the key of ``model.mixers`` that configures the MLP (``F`` or ``mlp``).
     """
 
     model: dict[str, Any]
@@ -214,6 +215,7 @@ class BudgetMatch:
     metric: str
     d_model: int
     mlp_hidden: int | None
+    mlp_key: str = "F"
 
 
 def _model_config(model: Mapping[str, Any]) -> ModelConfig:
@@ -575,7 +577,7 @@ def match_budget(model: Mapping[str, Any], budget: Budget, vocab_size: int, seq_
 
 def _match(model: Mapping[str, Any], budget: Budget, achieved: float) -> BudgetMatch:
     mixers = model.get("mixers") or {}
-    mlp = mixers.get(_mlp_key(mixers, registry.get("mlp").symbol)) or {}
+    key = _mlp_key(mixers, registry.get("mlp").symbol)
     return BudgetMatch(
         model=copy.deepcopy(dict(model)),
         target=budget.target,
@@ -583,5 +585,6 @@ def _match(model: Mapping[str, Any], budget: Budget, achieved: float) -> BudgetM
         rel_error=achieved / budget.target - 1,
         metric=budget.metric,
         d_model=int(model["d_model"]),
-        mlp_hidden=mlp.get("hidden"),
+        mlp_hidden=(mixers.get(key) or {}).get("hidden"),
+        mlp_key=key,
     )

@@ -368,11 +368,10 @@ class SearchSpace:
                 return Sample(overrides, params, infeasible=f"budget: {e}")
             except ValueError as e:
                 return Sample(overrides, params, infeasible=f"model: {e}")
-            facts["budget"] = {k: v for k, v in dataclasses.asdict(match).items() if k != "model"}
+            facts["budget"] = {k: v for k, v in dataclasses.asdict(match).items() if k not in ("model", "mlp_key")}
             overrides["model.d_model"] = match.d_model
-            for key, mixer in (match.model.get("mixers") or {}).items():
-                if (mixer or {}).get("hidden") is not None and key in ("F", "mlp"):
-                    overrides[f"model.mixers.{key}.hidden"] = mixer["hidden"]
+            if match.mlp_hidden is not None:
+                overrides[f"model.mixers.{match.mlp_key}.hidden"] = match.mlp_hidden
             model = match.model
             plain["model"] = {**plain["model"], **model}
         try:
