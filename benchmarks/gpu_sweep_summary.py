@@ -27,24 +27,27 @@ from typing import Any
 from sweeps.tracking import ROLE_TAG, client, set_home
 
 
+def read_util(path: Path) -> list[tuple[float, float, float]]:
+    """The samples of an nvidia-smi CSV log: (Unix time, utilisation %, memory MiB), unreadable lines skipped."""
+    out = []
+    for line in path.read_text().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        try:
+            t = datetime.strptime(parts[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
+            out.append((t, float(parts[1]), float(parts[2])))
+        except (ValueError, IndexError):
+            continue
+    return out
+
+
 def _util(path: Path | None, start: float, end: float) -> tuple[float | None, float | None]:
     """Mean utilisation (%) and peak memory (MiB) of the samples in [start, end]."""
     if path is None or not path.exists():
         return None, None
-    utils, mems = [], []
-    for line in path.read_text().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) < 3:
-            continue
-        try:
-            t = datetime.strptime(parts[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
-            util, mem = float(parts[1]), float(parts[2])
-        except ValueError:
-            continue
-        if start <= t <= end:
-            utils.append(util)
-            mems.append(mem)
-    return (statistics.fmean(utils) if utils else None), (max(mems) if mems else None)
+    window = [(u, m) for t, u, m in read_util(path) if start <= t <= end]
+    if not window:
+        return None, None
+    return statistics.fmean(u for u, _ in window), max(m for _, m in window)
 
 
 def summarise(name: str, phases: dict[str, tuple[float, float]], util_log: Path | None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -22,17 +22,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
-def _samples(csv: Path) -> list[tuple[float, float, float]]:
-    out = []
-    for line in csv.read_text().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        try:
-            t = datetime.strptime(parts[0], "%Y/%m/%d %H:%M:%S.%f").timestamp()
-            out.append((t, float(parts[1]), float(parts[2])))
-        except (ValueError, IndexError):
-            continue
-    return out
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_sweep_summary import read_util  # noqa: E402
 
 
 def main() -> None:
@@ -46,7 +37,7 @@ def main() -> None:
         run = Path(folder)
         given = {k: float(v) for k, v in (kv.split("=") for kv in extra.split(",") if kv)}
         summary = {r["sweep"]: r for r in json.loads((run / "gpu_sweep.json").read_text()) if "error" not in r}
-        samples = _samples(run / "gpu_util.csv")
+        samples = read_util(run / "gpu_util.csv")
         for line in (run / "phases.txt").read_text().splitlines():
             name, start, end = line.split()
             r = summary.get(name)
