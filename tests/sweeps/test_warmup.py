@@ -66,11 +66,11 @@ def test_the_signature_changes_with_anything_that_picks_a_kernel_shape() -> None
     assert base not in sigs and len(sigs) == len(others)
 
 
-def test_units_are_the_distinct_sublayers_and_layouts_share_them() -> None:
+def test_units_are_the_distinct_mixers_and_layouts_share_them() -> None:
     cpu = torch.device("cpu")
     samba = _run_config("(M-F-A[window=8]-F)*2")
     units = kernel_units(_model(samba), samba, cpu, use_bf16=True)
-    assert sorted(units.values()) == ["A", "F", "M"]  # eight sublayers, three kinds
+    assert sorted(units.values()) == ["A", "F", "M"]  # eight mixers, three distinct
     llama = _run_config("(A[window=8]-F)*3")
     shared = kernel_units(_model(llama), llama, cpu, use_bf16=True)
     assert set(shared) < set(units)  # its A and F units are the Samba model's
