@@ -210,25 +210,31 @@ def _finished_in_mlflow(c: Any, exp_id: str, parent: str) -> set[str]:
     }
 
 
-def _reconcile(c: Any, exp_id: str, parent: str, trial_ids: set[str], steps: int) -> tuple[int, int]:
-    """Bring the child runs of a complete sweep in line with Ray's trials; returns (deleted, closed).
+def _reconcile(c: Any, exp_id: str, parent: str, trials: dict[str, str | None], steps: int) -> tuple[int, int]:
+    """Bring the child runs of a complete sweep in line with Ray's trials (``trials``: id -> Ray's error, or
+    None); returns (deleted, closed).
 
     A run of a trial Ray no longer knows (started just before a driver crash) is deleted. A run still tagged
     ``running`` is closed: a trial closes its own run when training returns, but a driver killed between the
     trial's last report and that moment leaves it open while Ray, on resume, knows the trial as finished and
-    never runs it again. Such a run is ``ok`` when its final evaluation (at ``train.steps``) was logged, else
-    ``pruned`` (stopped by the scheduler), with the reason in ``hybridlab.error``.
+    never runs it again; and a trial Ray could not start again on resume (its error, e.g. a checkpoint that
+    is gone) never reaches its own code. Such a run is ``failed`` with Ray's error when Ray has one, else
+    ``ok`` when its final evaluation (at ``train.steps``) was logged, else ``pruned`` (stopped by the
+    scheduler), the reason in ``hybridlab.error``.
     """
     deleted = closed = 0
     note = "closed by the sweep: its trial finished but the driver stopped before the trial closed its run"
     for run in c.search_runs([exp_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent}'", max_results=10000):
         tid = run.data.tags.get(TRIAL_TAG)
-        if tid is not None and tid not in trial_ids:
+        if tid is not None and tid not in trials:
             c.delete_run(run.info.run_id)
             deleted += 1
         elif run.data.tags.get(STATUS_TAG) == "running":
-            final = any(m.step >= steps for m in c.get_metric_history(run.info.run_id, "val/loss"))
-            finish_run(c, run.info.run_id, "ok" if final else "pruned", None if final else note)
+            if trials.get(tid) is not None:
+                finish_run(c, run.info.run_id, "failed", f"the trial failed in Ray: {trials[tid]}")
+            else:
+                final = any(m.step >= steps for m in c.get_metric_history(run.info.run_id, "val/loss"))
+                finish_run(c, run.info.run_id, "ok" if final else "pruned", None if final else note)
             closed += 1
     return deleted, closed
 
@@ -301,7 +307,11 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
         else:
             tuner = _new_tuner(cfg, wrapped, home, storage)
         results = tuner.fit()
-        trial_ids = {Path(r.path).name for r in results if r.path}  # trial_dirname: folder = trial id
+        trials = {  # trial_dirname: folder = trial id
+            Path(r.path).name: None if r.error is None else str(r.error).strip().splitlines()[-1][:500]
+            for r in results
+            if r.path
+        }
         finished = _finished_in_mlflow(c, exp_id, parent)
         unfinished = [
             f"{Path(r.path or '?').name} ({r.config.get(PATTERN_KEY, cfg.model.pattern) if r.config else '?'})"
@@ -319,7 +329,7 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
         ray.shutdown()
     _log_search_events(c, parent, exp_dir / EVENTS_FILE, kinds)
     if not interrupted:
-        _, closed = _reconcile(c, exp_id, parent, trial_ids, cfg.train.steps)
+        _, closed = _reconcile(c, exp_id, parent, trials, cfg.train.steps)
         if closed:
             print(f"sweep {name}: closed {closed} trial run(s) the interrupted driver had left open", file=sys.stderr)
         finish_run(c, parent, "ok")

@@ -178,7 +178,8 @@ def test_a_crashing_trial_is_tagged_failed_and_the_sweep_goes_on(tmp_path: Path)
 
 def test_a_complete_sweep_reconciles_its_child_runs_with_rays_trials(tmp_path: Path) -> None:
     """Runs of trials Ray no longer knows are deleted; runs a killed driver left ``running`` although Ray knows
-    the trial as finished are closed by what was logged."""
+    the trial as finished are closed by what was logged, or as failed with Ray's error when Ray could not
+    start the trial again (a checkpoint gone from storage)."""
     from mlflow.entities import Metric
 
     from sweeps.runner import _reconcile
@@ -188,14 +189,16 @@ def test_a_complete_sweep_reconciles_its_child_runs_with_rays_trials(tmp_path: P
     exp = ensure_experiment(c, "orphans", tmp_path)
     parent = start_run(c, exp, "orphans", {"hybridlab.role": "sweep"})
     runs = {}
-    for name, last_step in [("finished", 60), ("stopped", 20), ("closed", 60), ("unknown", 10)]:
+    for name, last_step in [("finished", 60), ("stopped", 20), ("closed", 60), ("unknown", 10), ("lost", 30)]:
         tags = {"hybridlab.status": "running", "hybridlab.trial_id": name}
         runs[name] = start_run(c, exp, name, tags, parent_run_id=parent)
         c.log_batch(runs[name], metrics=[Metric("val/loss", 3.0, 0, s) for s in range(10, last_step + 1, 10)])
     finish_run(c, runs["closed"], "ok")
-    assert _reconcile(c, exp, parent, {"finished", "stopped", "closed"}, steps=60) == (1, 2)
+    known = {"finished": None, "stopped": None, "closed": None, "lost": "ValueError: Could not recover from checkpoint"}
+    assert _reconcile(c, exp, parent, known, steps=60) == (1, 3)
     tags = {name: c.get_run(rid).data.tags for name, rid in runs.items()}
     assert tags["finished"]["hybridlab.status"] == "ok" and c.get_run(runs["finished"]).info.status == "FINISHED"
     assert tags["stopped"]["hybridlab.status"] == "pruned" and "driver stopped" in tags["stopped"]["hybridlab.error"]
+    assert tags["lost"]["hybridlab.status"] == "failed" and "Could not recover" in tags["lost"]["hybridlab.error"]
     assert c.get_run(runs["unknown"]).info.lifecycle_stage == "deleted"
-    assert _reconcile(c, exp, parent, {"finished", "stopped", "closed"}, steps=60) == (0, 0)
+    assert _reconcile(c, exp, parent, known, steps=60) == (0, 0)
