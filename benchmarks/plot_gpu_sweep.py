@@ -7,7 +7,7 @@ Each ``RUN_DIR`` holds one device call's ``gpu_util.csv`` (nvidia-smi, every 0.5
 END``) and ``gpu_sweep.json`` (``benchmarks/gpu_sweep_summary.py``). A sweep's trial phase is the summary's
 ``trial_phase_s`` (the time after the kernel pre-warm); ``SWEEP=SECONDS`` after the directory gives it for runs
 whose summary predates that field. One panel per sweep: utilisation and memory against seconds from the sweep's
-start, the pre-warm shaded.
+start, the pre-warm shaded, titled with the run folder and the sweep's name.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
                 continue
             phase = given.get(name, r.get("trial_phase_s"))
             rows = [(t - float(start), u, m) for t, u, m in samples if float(start) <= t <= float(end)]
-            panels.append((name, r, float(end) - float(start), phase, rows))
+            panels.append((f"{run.name}: {name}", r, float(end) - float(start), phase, rows))
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.4 * len(panels)), sharex=True, squeeze=False)
     for ax, (name, r, wall, phase, rows) in zip(axes[:, 0], panels, strict=True):
         ax.plot([x for x, _, _ in rows], [u for _, u, _ in rows], lw=0.8, color="tab:blue", label="GPU util %")

@@ -84,10 +84,11 @@ def main() -> None:
     if args.trace:
         prof.export_chrome_trace(args.trace)
 
-    # Per-kernel device time from the raw events (CUDA kernels only, not the CPU-side op rows).
+    # Per-kernel device time from the raw events: CUDA kernels only, not the CPU-side op rows and not the
+    # GPU-side ranges of user annotations (``Optimizer.step#AdamW.step`` spans the AdamW kernels it launched).
     per_kernel: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for ev in prof.events():
-        if ev.device_type == torch.autograd.DeviceType.CUDA:
+        if ev.device_type == torch.autograd.DeviceType.CUDA and not getattr(ev, "is_user_annotation", False):
             rec = per_kernel[ev.name]
             rec[0] += ev.time_range.elapsed_us() / 1000.0  # us -> ms
             rec[1] += 1
