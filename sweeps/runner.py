@@ -217,8 +217,8 @@ def _reconcile(c: Any, exp_id: str, parent: str, trials: dict[str, str | None], 
     A run of a trial Ray no longer knows (started just before a driver crash) is deleted. A run still tagged
     ``running`` is closed: a trial closes its own run when training returns, but a driver killed between the
     trial's last report and that moment leaves it open while Ray, on resume, knows the trial as finished and
-    never runs it again; and a trial Ray could not start again on resume (its error, e.g. a checkpoint that
-    is gone) never reaches its own code. Such a run is ``failed`` with Ray's error when Ray has one, else
+    never runs it again; and a trial Ray could not start again on resume (its error; a checkpoint gone from
+    storage is not one since ``RestartLostCheckpoints``) never reaches its own code. Such a run is ``failed`` with Ray's error when Ray has one, else
     ``ok`` when its final evaluation (at ``train.steps``) was logged, else ``pruned`` (stopped by the
     scheduler), the reason in ``hybridlab.error``.
     """
@@ -305,7 +305,7 @@ def run_sweep(cfg: RunConfig, resume: bool = False, address: str | None = None, 
         if resume:
             tuner = tune.Tuner.restore(str(exp_dir), trainable=wrapped, resume_unfinished=True, resume_errored=False)
         else:
-            tuner = _new_tuner(cfg, wrapped, home, storage)
+            tuner = _new_tuner(cfg, wrapped, home, storage, exp_id)
         results = tuner.fit()
         trials = {  # trial_dirname: folder = trial id
             Path(r.path).name: None if r.error is None else str(r.error).strip().splitlines()[-1][:500]
@@ -405,11 +405,12 @@ def _objectives(cfg: RunConfig) -> tuple[str | list[str], str | list[str]]:
     return s.metric, s.mode
 
 
-def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
+def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path, exp_id: str) -> Any:
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+    from sweeps.lost_checkpoints import RestartLostCheckpoints
     from sweeps.progress import SweepProgress
     from sweeps.searcher import Generator, LayoutSearch, Limiter
 
@@ -460,7 +461,7 @@ def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path) -> Any:
             storage_path=str(storage),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[SweepProgress(s.num_samples)],
+            callbacks=[SweepProgress(s.num_samples), RestartLostCheckpoints(s.name, tracking_uri(home), exp_id)],
             verbose=0,
         ),
     )
