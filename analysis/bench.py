@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 from blocks.config import ModelConfig
 from blocks.model import HybridLM
 
-__all__ = ["BenchResult", "bench_train", "device_peak_flops"]
+__all__ = ["BenchResult", "TrainStep", "bench_train", "build_train_step", "device_peak_flops"]
 
 # Dense bf16 tensor-core peaks (FLOP/s), by substring of torch.cuda.get_device_name().
 _PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "4090": 165e12}
@@ -55,22 +56,29 @@ class BenchResult:
         return asdict(self)
 
 
-def bench_train(
+@dataclass
+class TrainStep:
+    """One benchmark training step on fixed random tokens: call ``step()``; ``model`` and ``backends`` chosen."""
+
+    model: HybridLM
+    backends: dict[str, str]
+    device: torch.device
+    step: Callable[[], None]
+
+
+def build_train_step(
     cfg: ModelConfig,
     vocab_size: int,
     seq_len: int,
     batch: int,
     backend: str = "auto",
-    steps: int = 10,
-    warmup: int = 3,
     device: str | torch.device | None = None,
     compile: bool = False,
     loss_chunk: int | None = None,
-) -> BenchResult:
-    """Time ``steps`` training steps of ``cfg`` after ``warmup`` untimed ones.
-
-    ``compile`` runs ``HybridLM.compile_sublayers`` first (the warm-up steps then include compilation);
-    ``loss_chunk`` runs the eager head and loss that many tokens at a time (``blocks.loss``).
+) -> TrainStep:
+    """The step ``bench_train`` times (and ``benchmarks/profile_step.py`` profiles): seeded model on ``device``
+    with ``backend``, optionally ``compile_sublayers``-ed and with a chunked head, fused AdamW on CUDA, and
+    forward (bf16 autocast on CUDA), cross-entropy, backward and optimizer step on one (batch, seq_len) batch.
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
@@ -91,6 +99,28 @@ def bench_train(
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    return TrainStep(model, chosen, dev, step)
+
+
+def bench_train(
+    cfg: ModelConfig,
+    vocab_size: int,
+    seq_len: int,
+    batch: int,
+    backend: str = "auto",
+    steps: int = 10,
+    warmup: int = 3,
+    device: str | torch.device | None = None,
+    compile: bool = False,
+    loss_chunk: int | None = None,
+) -> BenchResult:
+    """Time ``steps`` training steps of ``cfg`` after ``warmup`` untimed ones.
+
+    ``compile`` runs ``HybridLM.compile_sublayers`` first (the warm-up steps then include compilation);
+    ``loss_chunk`` runs the eager head and loss that many tokens at a time (``blocks.loss``).
+    """
+    built = build_train_step(cfg, vocab_size, seq_len, batch, backend, device, compile, loss_chunk)
+    model, chosen, dev, step = built.model, built.backends, built.device, built.step
     for _ in range(warmup):
         step()
     times = []

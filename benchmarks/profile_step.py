@@ -2,8 +2,8 @@
 
     python benchmarks/profile_step.py --preset samba-421m --batch 4 --seq-len 4096 --backend kernel > profile.txt
 
-The step is the one ``analysis.bench.bench_train`` times (bf16 autocast forward, fp32 cross-entropy,
-backward, fused AdamW), after ``--warmup`` untimed steps; ``--steps`` steps are profiled and the table
+The step is the one ``analysis.bench.bench_train`` times (``build_train_step``: bf16 autocast forward, fp32
+cross-entropy, backward, fused AdamW), after ``--warmup`` untimed steps; ``--steps`` steps are profiled and the table
 gives per-step averages. Kernels are grouped into kinds by name (matrix products, the Mamba scan,
 attention, fla kernels, elementwise/reductions, optimizer, copies) to say where the time goes.
 """
@@ -16,7 +16,7 @@ from collections import defaultdict
 
 import torch
 
-from blocks.model import HybridLM
+from analysis.bench import build_train_step
 from search_space.presets import get_preset
 
 KINDS = [  # (kind, regex on the kernel name); first match wins
@@ -49,26 +49,13 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--trace", help="also write a Chrome trace here")
     ap.add_argument("--compile", action="store_true", help="HybridLM.compile_sublayers first (as bench --compile)")
+    ap.add_argument("--loss-chunk", type=int, default=None, help="chunked LM head + loss (as bench --loss-chunk)")
     args = ap.parse_args()
 
-    dev = torch.device("cuda")
     cfg = get_preset(args.preset).model
-    vocab = cfg.vocab_size or 32000
-    torch.manual_seed(0)
-    model = HybridLM(cfg, vocab_size=vocab).to(dev)
-    backends = model.set_backend(args.backend, dev)
-    if args.compile:
-        model.compile_sublayers()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
-    x = torch.randint(0, vocab, (args.batch, args.seq_len + 1), device=dev)
-    inp, tgt = x[:, :-1], x[:, 1:]
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = model.loss(inp, tgt)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+    built = build_train_step(cfg, cfg.vocab_size or 32000, args.seq_len, args.batch, args.backend, "cuda",
+                             compile=args.compile, loss_chunk=args.loss_chunk)
+    dev, backends, step = built.device, built.backends, built.step
 
     for _ in range(args.warmup):
         step()
@@ -93,7 +80,7 @@ def main() -> None:
             rec[0] += ev.time_range.elapsed_us() / 1000.0  # us -> ms
             rec[1] += 1
     total_ms = sum(v[0] for v in per_kernel.values()) / args.steps
-    print(f"# {args.preset}, backend {args.backend} {backends}{', compiled' if args.compile else ''}, batch {args.batch} x {args.seq_len}, "
+    print(f"# {args.preset}, backend {args.backend} {backends}{', compiled' if args.compile else ''}{f', loss chunk {args.loss_chunk}' if args.loss_chunk else ''}, batch {args.batch} x {args.seq_len}, "
           f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}")
     print(f"# step (CUDA events, under the profiler): {wall_ms:.1f} ms; summed kernel time {total_ms:.1f} ms/step "
           f"({100 * total_ms / wall_ms:.0f}% of the step; the rest is GPU idle, i.e. launch/host bound)")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from analysis.bench import bench_train, device_peak_flops
+from analysis.bench import bench_train, build_train_step, device_peak_flops
 from blocks import ModelConfig
 from sweeps.cli import main
 
@@ -19,6 +19,21 @@ def test_bench_train_reports_throughput_memory_and_the_paths_taken() -> None:
     assert r.step_ms > 0 and r.peak_mem_gb > 0 and not r.compiled
     assert r.mfu is None and device_peak_flops(__import__("torch").device("cpu")) is None  # no peak known for CPUs
     assert r.flops_per_token_train > 0 and r.params > 0
+
+
+def test_the_benchmark_step_trains_the_model_it_built_and_is_seeded() -> None:
+    """``build_train_step`` is the step ``bench_train`` times and ``benchmarks/profile_step.py`` profiles."""
+    import torch
+
+    cfg = ModelConfig(pattern="A[window=8]-F", d_model=32, mixers={"A": {"heads": 2}})
+    a = build_train_step(cfg, vocab_size=50, seq_len=16, batch=2, device="cpu", loss_chunk=8)
+    b = build_train_step(cfg, vocab_size=50, seq_len=16, batch=2, device="cpu")
+    assert a.backends == {"A": "reference", "F": "reference"} and a.device.type == "cpu" and a.model.loss_chunk == 8
+    before = [p.detach().clone() for p in a.model.parameters()]
+    assert all(torch.equal(p, q) for p, q in zip(before, b.model.parameters(), strict=True))  # same seed
+    a.step()
+    assert all(p.grad is None for p in a.model.parameters())  # the optimizer step cleared them
+    assert any(not torch.equal(p, q) for p, q in zip(before, a.model.parameters(), strict=True))
 
 
 def test_bench_train_cli_prints_one_json_row_per_backend(capsys: pytest.CaptureFixture[str]) -> None:
