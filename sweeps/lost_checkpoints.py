@@ -16,6 +16,7 @@ config and MLflow run; its metrics are logged again from step 0.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -44,7 +45,8 @@ class RestartLostCheckpoints(Callback):
 
     Args:
         sweep: the sweep's name, for the message.
-        tracking_uri: the MLflow store of the sweep's runs.
+        tracking_uri: the MLflow store of the sweep's runs (the driver's ``MLFLOW_TRACKING_URI`` wins when set, as
+            ``run_sweep`` sets it, so that a sweep whose home moved tags the store it now uses).
         experiment_id: the sweep's MLflow experiment, where the trial's run is found by ``hybridlab.trial_id``.
 
     The callback is pickled into Ray's experiment state with the run config, so it holds only strings.
@@ -67,14 +69,18 @@ class RestartLostCheckpoints(Callback):
             f"from step 0"
         )
         print(f"sweep {self.sweep}: trial {trial.trial_id}: {why}", file=sys.stderr, flush=True)
-        self._record(trial.trial_id, why)
+        try:
+            self._record(trial.trial_id, why)
+        except Exception as e:  # the restart goes ahead; only its tag is missing, and that is said
+            print(f"sweep {self.sweep}: trial {trial.trial_id}: could not tag its MLflow run {RESTARTED_TAG} ({e})",
+                  file=sys.stderr, flush=True)
 
     def _record(self, trial_id: str, why: str) -> None:
         from mlflow import MlflowClient
 
         from sweeps.tracking import TRIAL_TAG
 
-        c = MlflowClient(self.tracking_uri)
+        c = MlflowClient(os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri)  # the driver's, if set
         runs = c.search_runs([self.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1)
         if runs:
             c.set_tag(runs[0].info.run_id, RESTARTED_TAG, why)

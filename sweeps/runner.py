@@ -217,10 +217,10 @@ def _reconcile(c: Any, exp_id: str, parent: str, trials: dict[str, str | None], 
     A run of a trial Ray no longer knows (started just before a driver crash) is deleted. A run still tagged
     ``running`` is closed: a trial closes its own run when training returns, but a driver killed between the
     trial's last report and that moment leaves it open while Ray, on resume, knows the trial as finished and
-    never runs it again; and a trial Ray could not start again on resume (its error; a checkpoint gone from
-    storage is not one since ``RestartLostCheckpoints``) never reaches its own code. Such a run is ``failed`` with Ray's error when Ray has one, else
-    ``ok`` when its final evaluation (at ``train.steps``) was logged, else ``pruned`` (stopped by the
-    scheduler), the reason in ``hybridlab.error``.
+    never runs it again; and a trial Ray could not start again on resume never reaches its own code (a checkpoint
+    gone from storage no longer does this: ``sweeps.lost_checkpoints`` restarts such a trial). Such a run is
+    ``failed`` with Ray's error when Ray has one, else ``ok`` when its final evaluation (at ``train.steps``) was
+    logged, else ``pruned`` (stopped by the scheduler), the reason in ``hybridlab.error``.
     """
     deleted = closed = 0
     note = "closed by the sweep: its trial finished but the driver stopped before the trial closed its run"

@@ -31,7 +31,8 @@ def _trial(tmp: Path, trial_id: str) -> tuple[SimpleNamespace, Path]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> tuple[RestartLostCheckpoints, object, str]:
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[RestartLostCheckpoints, object, str]:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # a sweep run in this process would have set it
     c = client(tmp_path)
     exp = ensure_experiment(c, "lost", tmp_path)
     return RestartLostCheckpoints("lost", tracking_uri(tmp_path), exp), c, exp
@@ -88,3 +89,15 @@ def test_the_callback_survives_pickling_into_rays_experiment_state(store: tuple)
     callback, _, exp = store
     copy = cloudpickle.loads(cloudpickle.dumps(callback))
     assert (copy.sweep, copy.tracking_uri, copy.experiment_id) == ("lost", callback.tracking_uri, exp)
+
+
+def test_a_store_that_cannot_be_tagged_does_not_stop_the_restart_and_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    callback = RestartLostCheckpoints("lost", "file:///nonexistent/\0bad", "0")
+    trial, ckpt_dir = _trial(tmp_path, "t_00004")
+    shutil.rmtree(ckpt_dir)
+    callback.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    assert trial.run_metadata.checkpoint_manager.latest_checkpoint_result is None
+    assert "could not tag its MLflow run hybridlab.restarted" in capsys.readouterr().err
