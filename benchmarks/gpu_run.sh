@@ -6,7 +6,7 @@
 # Stage first, here: ../shared/gpu/stage.sh mamba_ssm fla omegaconf, then carry [".whl", ".gpu-cache"].
 # Usage (every phase optional, run in this order, each bounded by DEADLINE seconds from the start; CACHE_TGZ=0
 # leaves the cache tarball out; benchmarks/gpu_sweep.sh runs its parity and reference phases through this script):
-#   PARITY=1 PARITY_TESTS="tests/blocks" WORKERS=12 PARITY_BUDGET=300 \
+#   PARITY=1 PARITY_TESTS="tests/blocks tests/analysis/test_bench.py" WORKERS=12 PARITY_BUDGET=300 \
 #   BENCH="samba-421m:4 mamba-432m:4 samba-421m:4:compile" STEPS=8 WARMUP=3 BENCH_BG=0 \
 #   REF="samba-421m:4" REF_STEPS=2 REF_WARMUP=1 \
 #   PROFILE="samba-421m:4[:compile]" DEADLINE=560 \
@@ -66,11 +66,11 @@ if [ "${PARITY:-1}" = 1 ]; then
   # pytest-xdist and pytest-timeout may be missing on the device machine: use them only when they import
   PAR=(); python3 -c "import xdist" 2>/dev/null && PAR=(-n "${WORKERS:-12}" --dist worksteal)
   python3 -c "import pytest_timeout" 2>/dev/null && PAR+=(--timeout="${TEST_TIMEOUT:-420}")
-  echo "== parity: pytest -m gpu ${PARITY_TESTS:-tests/blocks} ${PAR[*]} $* (left $(left) s)"
+  echo "== parity: pytest -m gpu ${PARITY_TESTS:-tests/blocks tests/analysis/test_bench.py} ${PAR[*]} $* (left $(left) s)"
   rm -f "$OUT/parity.jsonl"
   budget=$(( $(left) - 20 )); [ -n "${PARITY_BUDGET:-}" ] && [ "$PARITY_BUDGET" -lt "$budget" ] && budget=$PARITY_BUDGET
   HYBRIDLAB_PARITY_JSON=$OUT/parity.jsonl timeout "$budget" python3 -m pytest -p no:cacheprovider \
-    -m gpu ${PARITY_TESTS:-tests/blocks} "${PAR[@]}" -v -rA --tb=long "$@" \
+    -m gpu ${PARITY_TESTS:-tests/blocks tests/analysis/test_bench.py} "${PAR[@]}" -v -rA --tb=long "$@" \
     2>&1 | tee "$OUT/pytest.log" | grep -E "^\[gw|FAILED|ERROR|passed|failed|Timeout" | cut -c1-250
 fi
 [ -n "$BG" ] && { echo "== waiting for the background warm-up runs (left $(left) s)"; wait "$BG"; cat /tmp/bench-warm.log; }

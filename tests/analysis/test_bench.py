@@ -48,3 +48,27 @@ def test_bench_train_cli_prints_one_json_row_per_backend(capsys: pytest.CaptureF
 def test_bench_train_needs_a_preset_or_a_pattern(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "train"]) == 2
     assert "needs --preset NAME or --pattern PATTERN" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_a_kernel_training_step_never_waits_on_the_host(compile: bool) -> None:
+    """Issue 6's "no host syncs in the step": after warm-up (FlexAttention's block mask, compilation), a kernel-path
+    step of an M/F/A model runs under ``torch.cuda.set_sync_debug_mode("error")``, which raises on any
+    synchronising call (``.item()``, device-to-host copies, ``nonzero``)."""
+    import torch
+
+    cfg = ModelConfig(pattern="M-F-A[window=32]-F", d_model=64, mixers={"A": {"heads": 2}})
+    built = build_train_step(cfg, vocab_size=128, seq_len=96, batch=2, backend="kernel", device="cuda",
+                             compile=compile)
+    for _ in range(2):
+        built.step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(2):
+            built.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+    assert all(p.isfinite().all() for p in built.model.parameters())
