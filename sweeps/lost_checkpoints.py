@@ -16,7 +16,6 @@ config and MLflow run; its metrics are logged again from step 0.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Any
 
@@ -45,15 +44,14 @@ class RestartLostCheckpoints(Callback):
 
     Args:
         sweep: the sweep's name, for the message.
-        tracking_uri: the MLflow store of the sweep's runs (the driver's ``MLFLOW_TRACKING_URI`` wins when set, as
-            ``run_sweep`` sets it, so that a sweep whose home moved tags the store it now uses).
-        experiment_id: the sweep's MLflow experiment, where the trial's run is found by ``hybridlab.trial_id``.
+        experiment_id: the sweep's MLflow experiment, where the trial's run is found by ``hybridlab.trial_id``
+            in the store under HYBRIDLAB_HOME (``run_sweep`` exports it before Ray starts).
 
     The callback is pickled into Ray's experiment state with the run config, so it holds only strings.
     """
 
-    def __init__(self, sweep: str, tracking_uri: str, experiment_id: str) -> None:
-        self.sweep, self.tracking_uri, self.experiment_id = sweep, tracking_uri, experiment_id
+    def __init__(self, sweep: str, experiment_id: str) -> None:
+        self.sweep, self.experiment_id = sweep, experiment_id
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         path = lost_checkpoint(trial)
@@ -76,11 +74,9 @@ class RestartLostCheckpoints(Callback):
                   file=sys.stderr, flush=True)
 
     def _record(self, trial_id: str, why: str) -> None:
-        from mlflow import MlflowClient
+        from sweeps.tracking import TRIAL_TAG, client
 
-        from sweeps.tracking import TRIAL_TAG
-
-        c = MlflowClient(os.environ.get("MLFLOW_TRACKING_URI") or self.tracking_uri)  # the driver's, if set
+        c = client()
         runs = c.search_runs([self.experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}'", max_results=1)
         if runs:
             c.set_tag(runs[0].info.run_id, RESTARTED_TAG, why)

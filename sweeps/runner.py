@@ -461,7 +461,7 @@ def _new_tuner(cfg: RunConfig, wrapped: Any, home: Path, storage: Path, exp_id: 
             storage_path=str(storage),
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            callbacks=[SweepProgress(s.num_samples), RestartLostCheckpoints(s.name, tracking_uri(home), exp_id)],
+            callbacks=[SweepProgress(s.num_samples), RestartLostCheckpoints(s.name, exp_id)],
             verbose=0,
         ),
     )
