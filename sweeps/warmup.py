@@ -234,7 +234,8 @@ def warm_kernels(
 
 
 def prewarm(plains: list[dict[str, Any]], worker: int = 0, workers: int = 1) -> list[dict[str, Any]]:
-    """Warm each config (plain dicts of ``RunConfig``) on this process's GPU; returns one record per config.
+    """Warm each config (plain dicts of ``RunConfig``) on this process's GPU; returns a record per config and pass
+    (a config whose units another worker held gets a second record from the waiting pass; ``units_run`` sums).
 
     Run by ``sweeps.runner`` before trials start as ``workers`` Ray tasks per GPU node, ``worker`` being this
     one's index; also callable directly. Worker ``k`` starts ``k/workers`` of the way through the list and
