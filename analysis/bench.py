@@ -9,6 +9,7 @@ bf16 peak, which for a Transformer is the usual 6N + attention estimate.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -16,14 +17,19 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from blocks.config import ModelConfig
 from blocks.model import HybridLM
 
-__all__ = ["BenchResult", "TrainStep", "bench_train", "build_train_step", "device_peak_flops"]
+__all__ = ["BenchResult", "NonFiniteLoss", "TrainStep", "bench_train", "build_train_step", "device_peak_flops"]
 
 # Dense bf16 tensor-core peaks (FLOP/s), by substring of torch.cuda.get_device_name().
 _PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12, "4090": 165e12}
+
+
+class NonFiniteLoss(RuntimeError):
+    """A benchmarked training run's loss became NaN or infinite, so its timings mean nothing."""
 
 
 def device_peak_flops(device: torch.device) -> float | None:
@@ -51,6 +57,8 @@ class BenchResult:
     mfu: float | None
     compiled: bool
     loss_chunk: int | None = None
+    loss_first: float | None = None
+    loss_last: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,12 +66,13 @@ class BenchResult:
 
 @dataclass
 class TrainStep:
-    """One benchmark training step on fixed random tokens: call ``step()``; ``model`` and ``backends`` chosen."""
+    """One benchmark training step on fixed random tokens: ``step()`` runs it and returns the loss (detached, on
+    the device: reading it is left to the caller, so the step itself never waits on the host)."""
 
     model: HybridLM
     backends: dict[str, str]
     device: torch.device
-    step: Callable[[], None]
+    step: Callable[[], Tensor]
 
 
 def build_train_step(
@@ -92,12 +101,13 @@ def build_train_step(
     inp, tgt = x[:, :-1], x[:, 1:]
     use_bf16 = dev.type == "cuda"
 
-    def step() -> None:
+    def step() -> Tensor:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = model.loss(inp, tgt)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
+        return loss.detach()
 
     return TrainStep(model, chosen, dev, step)
 
@@ -117,12 +127,16 @@ def bench_train(
     """Time ``steps`` training steps of ``cfg`` after ``warmup`` untimed ones.
 
     ``compile`` runs ``HybridLM.compile_sublayers`` first (the warm-up steps then include compilation);
-    ``loss_chunk`` runs the eager head and loss that many tokens at a time (``blocks.loss``).
+    ``loss_chunk`` runs the eager head and loss that many tokens at a time (``blocks.loss``). The losses of the
+    first and last step are reported.
+
+    Raises:
+        NonFiniteLoss: the loss was NaN or infinite at the end; such timings are not valid (kernels run at
+            other speeds on NaNs) and the kernel path needs its parity tests.
     """
     built = build_train_step(cfg, vocab_size, seq_len, batch, backend, device, compile, loss_chunk)
     model, chosen, dev, step = built.model, built.backends, built.device, built.step
-    for _ in range(warmup):
-        step()
+    losses = [step() for _ in range(warmup)]  # scalars on the device, read once timing is done
     times = []
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -130,7 +144,7 @@ def bench_train(
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(steps)]
         for start, end in events:
             start.record()
-            step()
+            losses.append(step())
             end.record()
         torch.cuda.synchronize(dev)
         times = [s.elapsed_time(e) for s, e in events]
@@ -140,9 +154,16 @@ def bench_train(
 
         for _ in range(steps):
             t0 = time.perf_counter()
-            step()
+            losses.append(step())
             times.append(1000 * (time.perf_counter() - t0))
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    loss_first, loss_last = losses[0].item(), losses[-1].item()
+    if not math.isfinite(loss_last):
+        raise NonFiniteLoss(
+            f"bench train: the loss of {model.pattern.compact} went from {loss_first:.4g} to {loss_last} over "
+            f"{warmup + steps} steps (backends {chosen}); timings of a run on NaN or inf are not valid. Run the "
+            f"kernel parity tests (pytest -m gpu tests/blocks) or bench with --backend reference to find the mixer."
+        )
     step_ms = statistics.median(times)
     tps = batch * seq_len / (step_ms / 1000)
     train_flops = 3.0 * model.flops_per_token(seq_len)
@@ -163,4 +184,6 @@ def bench_train(
         mfu=(train_flops * tps / peak_flops) if peak_flops else None,
         compiled=compile,
         loss_chunk=loss_chunk,
+        loss_first=loss_first,
+        loss_last=loss_last,
     )

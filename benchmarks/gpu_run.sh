@@ -9,7 +9,7 @@
 #   PARITY=1 PARITY_TESTS="tests/blocks tests/analysis/test_bench.py" WORKERS=12 PARITY_BUDGET=300 \
 #   BENCH="samba-421m:4 mamba-432m:4 samba-421m:4:compile" STEPS=8 WARMUP=3 BENCH_BG=0 \
 #   REF="samba-421m:4" REF_STEPS=2 REF_WARMUP=1 \
-#   PROFILE="samba-421m:4[:compile]" DEADLINE=560 \
+#   PROFILE="samba-421m:4[:compile]" PROFILE_ARGS="--copies" DEADLINE=560 \
 #   bash benchmarks/gpu_run.sh [extra pytest arguments, e.g. -k "G-d384 and bf16"]
 # BENCH_BG=1 runs the BENCH kernel runs in the background while the tests run (to fill the autotune and
 # compile caches; their timings go to bench-warm.jsonl and are not clean) and then again in the foreground.
@@ -80,7 +80,7 @@ if [ -n "${PROFILE:-}" ] && [ "$(left)" -gt 60 ]; then
   echo "== profile ${PROFILE} (left $(left) s)"
   IFS=: read -r preset batch extra <<< "$PROFILE"
   timeout "$(( $(left) - 15 ))" python3 benchmarks/profile_step.py --preset "$preset" --batch "$batch" \
-    --seq-len "$SEQ" ${extra:+--$extra} > "$OUT/profile.txt" 2>> "$OUT/bench.err"; head -40 "$OUT/profile.txt"
+    --seq-len "$SEQ" ${extra:+--$extra} ${PROFILE_ARGS:-} > "$OUT/profile.txt" 2>> "$OUT/bench.err"; head -40 "$OUT/profile.txt"
 fi
 tail -c 3000 "$OUT/bench.err" 2>/dev/null
 [ "${CACHE_TGZ:-1}" = 1 ] || { echo "total $((SECONDS - T0)) s"; exit 0; }

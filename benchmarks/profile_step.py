@@ -50,6 +50,8 @@ def main() -> None:
     ap.add_argument("--trace", help="also write a Chrome trace here")
     ap.add_argument("--compile", action="store_true", help="HybridLM.compile_sublayers first (as bench --compile)")
     ap.add_argument("--loss-chunk", type=int, default=None, help="chunked LM head + loss (as bench --loss-chunk)")
+    ap.add_argument("--copies", action="store_true",
+                    help="record shapes and Python stacks, and say which ops launch the copy and add kernels")
     args = ap.parse_args()
 
     cfg = get_preset(args.preset).model
@@ -61,7 +63,10 @@ def main() -> None:
         step()
     torch.cuda.synchronize()
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]) as prof:
+    activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    stacks = torch._C._profiler._ExperimentalConfig(verbose=True) if args.copies else None  # Python frames per op
+    with torch.profiler.profile(activities=activities, record_shapes=args.copies, with_stack=args.copies,
+                                experimental_config=stacks) as prof:
         start.record()
         for _ in range(args.steps):
             step()
@@ -102,8 +107,28 @@ def main() -> None:
         short = short.replace("|", "/")
         print(f"| {ms / args.steps:.2f} | {100 * ms / args.steps / total_ms:.1f}% | {n // args.steps} | "
               f"{kind_of(name)} | `{short}` |")
+    if args.copies:
+        _print_copies(prof, args.steps, args.top)
     print(f"\n## torch.profiler key_averages, sorted by device time (top {args.top})\n")
     print(prof.key_averages().table(sort_by="device_time_total", row_limit=args.top, max_name_column_width=70))
+
+
+COPY_OPS = ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy", "aten::add", "aten::add_", "aten::cat")
+
+
+def _print_copies(prof: torch.profiler.profile, steps: int, top: int) -> None:
+    """The ops that launch copy, cast and add kernels, by input shapes and by the Python stack that called them."""
+    print("\n## Copy / cast / add ops by input shapes (per step; device time includes the kernels they launch)\n")
+    print("| ms/step | calls/step | op | input shapes |")
+    print("|---|---|---|---|")
+    rows = [e for e in prof.key_averages(group_by_input_shape=True) if e.key in COPY_OPS]
+    for e in sorted(rows, key=lambda e: -e.device_time_total)[:top]:
+        print(f"| {e.device_time_total / 1000 / steps:.2f} | {e.count // steps} | {e.key} | {str(e.input_shapes)[:150]} |")
+    print("\n## The same ops by calling Python stack (5 frames)\n")
+    rows = [e for e in prof.key_averages(group_by_stack_n=5) if e.key in COPY_OPS]
+    for e in sorted(rows, key=lambda e: -e.device_time_total)[:top]:
+        frames = " <- ".join(f.split("/")[-1] for f in e.stack[:5]) or "(no Python frame: the autograd engine or C++)"
+        print(f"- {e.device_time_total / 1000 / steps:.2f} ms/step, {e.count // steps} calls, {e.key}: {frames}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 Every token of the pattern is one sublayer ``x = x + mixer(RMSNorm(x))`` (samba-facts.md §1.1); a
 parallel group ``(M|A)`` feeds one normalised input to each branch and averages their outputs. The
-block never knows mixer types (mamba_ssm ``modules/block.py``): mixers come from the registry.
-Initialisation follows the official Samba code (§6.7).
+block never knows mixer types and, as mamba_ssm's ``modules/block.py``, passes the residual stream as a
+pair (mixer output, residual): each block adds the previous output to the residual just before its norm,
+so the add, the norm and their gradients fuse into one compiled graph. Initialisation follows the
+official Samba code (§6.7).
 """
 
 from __future__ import annotations
@@ -63,18 +65,26 @@ def resolve_layout(cfg: ModelConfig) -> tuple[Pattern, list[ResolvedLayer]]:
 
 
 class HybridBlock(nn.Module):
-    """One pre-norm residual sublayer: ``x + mean_b(mixer_b(RMSNorm(x)))``."""
+    """One pre-norm residual sublayer: stream ``x`` -> ``x + mean_b(mixer_b(RMSNorm(x)))``.
+
+    The stream travels as a pair (mamba_ssm ``Block``): ``forward(out, residual)`` takes the previous
+    sublayer's output and the residual before it (``residual=None``: ``out`` is the stream itself, as
+    for the first block), forms ``x = residual + out``, and returns ``(mean_b(mixer_b(RMSNorm(x))), x)``.
+    The stream after the block is the sum of the two. Deferring the add puts it in the same compiled
+    graph as the norm that reads it; the sums and their order are those of the plain form.
+    """
 
     def __init__(self, d_model: int, mixers: list[Mixer], norm_eps: float) -> None:
         super().__init__()
         self.norm = nn.RMSNorm(d_model, eps=norm_eps)
         self.mixers = nn.ModuleList(mixers)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, out: Tensor, residual: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x = out if residual is None else residual + out  # (B, T, D): the stream entering this sublayer
         h = self.norm(x)
         if len(self.mixers) == 1:
-            return x + self.mixers[0](h)
-        return x + torch.stack([m(h) for m in self.mixers]).mean(0)
+            return self.mixers[0](h), x
+        return torch.stack([m(h) for m in self.mixers]).mean(0), x
 
 
 class HybridLM(nn.Module):
@@ -185,19 +195,24 @@ class HybridLM(nn.Module):
         self._head_loss = torch.compile(self._head_loss, backend=backend, mode=mode, dynamic=False)  # type: ignore[method-assign]
         self.compiled = backend
 
+    def _stream(self, idx: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Token ids -> (last sublayer's output, residual before it); their sum is the stream (HybridBlock)."""
+        out, residual = self.embed(idx), None
+        for block in self.layers:
+            out, residual = block(out, residual)
+        return out, residual
+
     def hidden(self, idx: Tensor) -> Tensor:
         """Token ids (B, T) -> the residual stream after the last sublayer, (B, T, D)."""
-        x = self.embed(idx)
-        for block in self.layers:
-            x = block(x)
-        return x
+        out, residual = self._stream(idx)
+        return out if residual is None else residual + out
 
     def forward(self, idx: Tensor) -> Tensor:
         """Token ids (B, T) -> logits (B, T, V)."""
         return self.lm_head(self.norm_f(self.hidden(idx)))
 
-    def _head_loss(self, x: Tensor, targets: Tensor) -> Tensor:
-        h = self.norm_f(x)
+    def _head_loss(self, out: Tensor, residual: Tensor | None, targets: Tensor) -> Tensor:
+        h = self.norm_f(out if residual is None else residual + out)
         if self.loss_chunk and not self.compiled:  # compiled, inductor fuses the plain form instead
             return linear_cross_entropy(h, self.lm_head.weight, targets, self.loss_chunk)
         logits = self.lm_head(h)  # (B, T, V)
@@ -209,7 +224,7 @@ class HybridLM(nn.Module):
 
         With ``loss_chunk`` set (and not compiled) the head and loss run ``loss_chunk`` tokens at a time and
         the full logits never exist (``blocks.loss``)."""
-        return self._head_loss(self.hidden(idx), targets)
+        return self._head_loss(*self._stream(idx), targets)
 
     def num_params(self) -> int:
         """Exact parameter count (a tied LM head is counted once)."""

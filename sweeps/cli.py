@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 __all__ = ["main", "build_parser", "UserError"]
@@ -260,6 +260,21 @@ def _tokens(text: str) -> int:
     return n
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = minimum - 1
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}; got {text!r}")
+        return n
+
+    return parse
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -313,8 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--vocab", type=int, default=32000)
     b.add_argument("--seq-len", type=int, default=4096)
     b.add_argument("--batch", type=int, default=4)
-    b.add_argument("--steps", type=int, default=10)
-    b.add_argument("--warmup", type=int, default=3)
+    b.add_argument("--steps", type=_count(1), default=10, help="timed steps (default 10)")
+    b.add_argument("--warmup", type=_count(0), default=3, help="untimed steps first (default 3)")
     b.add_argument("--backend", default="auto", choices=["auto", "reference", "kernel"])
     b.add_argument("--no-contrast", action="store_true", help="on CUDA, skip the --backend reference contrast run")
     b.add_argument("--compile", action="store_true", help="torch.compile the sublayers around the mixers' kernels (first steps compile)")
@@ -378,6 +393,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"hybridlab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as e:
+        from analysis.bench import NonFiniteLoss
+
+        if not isinstance(e, NonFiniteLoss):
+            raise
+        print(f"hybridlab {args.command}: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

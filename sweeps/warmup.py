@@ -158,8 +158,9 @@ def _locked(path: Path, wait: bool = True) -> Iterator[float | None]:
 def _run_unit(model: HybridLM, unit: Unit, cfg: RunConfig, device: torch.device, use_bf16: bool) -> None:
     """One forward+backward of the unit at the training shape, forwards at the evaluation shapes.
 
-    The unit runs alone on random activations (the residual stream's dtype), not inside the whole model;
-    its gradients are cleared afterwards and nothing else changes.
+    The unit runs alone on random activations, not inside the whole model: a compiled sublayer and the head get
+    the (output, residual) pair as in training (autocast's output dtype, the residual stream's dtype); its
+    gradients are cleared afterwards and nothing else changes.
     """
     _, index, j = unit
     t = cfg.train
@@ -169,9 +170,14 @@ def _run_unit(model: HybridLM, unit: Unit, cfg: RunConfig, device: torch.device,
     dtype = model.embed.weight.dtype
     block = model.layers[index] if index >= 0 else None
 
+    out_dtype = torch.bfloat16 if use_bf16 else dtype  # a sublayer's output dtype: autocast's, else the model's
+
     def run(x: torch.Tensor) -> torch.Tensor:
         assert block is not None
-        return block(x) if j < 0 else block.mixers[j](block.norm(x))
+        if j >= 0:
+            return block.mixers[j](block.norm(x))
+        out, residual = block(x.to(out_dtype), x)  # the (output, residual) pair every block after the first gets
+        return residual + out
 
     was_training = model.training
     model.train()
@@ -179,7 +185,7 @@ def _run_unit(model: HybridLM, unit: Unit, cfg: RunConfig, device: torch.device,
     with autocast:
         if block is None:
             targets = torch.randint(0, model.vocab_size, (t.batch_size, cfg.data.seq_len), generator=gen).to(device)
-            out = model._head_loss(x, targets)
+            out = model._head_loss(x.to(out_dtype), x, targets)
         else:
             out = run(x).float().pow(2).mean()
     out.backward()

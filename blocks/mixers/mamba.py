@@ -203,11 +203,10 @@ class Mamba(Mixer):
         """
         batch, T, _ = x.shape
         if self._route == "mamba_inner_fn":
-            # in_proj as W @ x^T so that (B, 2·d_inner, T) has unit stride along T, as mamba_ssm does
+            # in_proj as W @ x^T, as mamba_ssm does: (B, 2·d_inner, T) views it with unit stride along T
             xz = self.in_proj.weight @ x.reshape(batch * T, -1).t()  # (2·d_inner, B·T)
-            xz = xz.view(-1, batch, T).transpose(0, 1)  # (B, 2·d_inner, T)
             return scan_kernel.mamba_inner(
-                xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
+                xz, batch, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
                 self.out_proj.weight, self._A(), self.D, self.dt_proj.bias,
             )
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # (B, T, d_inner) each

@@ -5,7 +5,8 @@ with ``interleaved=False``; samba-facts.md §6.3): channel ``i < D/2`` is rotate
 ``i + D/2`` by the angle ``pos * base**(-2i/D)``. Unlike the official code, which stores its cos/sin
 cache in bf16, the angles, cosines and sines are computed in float32 (float64 for float64 inputs) at
 every call, so there is no buffer in the state_dict and any length (evaluation beyond the training
-length) works.
+length) works. The (T, D/2) tables are built by an opaque op (``hybridlab::rope_cos_sin``), so a compiled
+sublayer reads them instead of recomputing cos and sin for every element of q and k.
 """
 
 from __future__ import annotations
@@ -57,11 +58,28 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return (xf * c + xf.flip(-2) * s).flatten(-2).to(x.dtype)
 
 
+@torch.library.custom_op("hybridlab::rope_cos_sin", mutates_args=())
+def _cos_sin_tables(
+    seq_len: int, dim: int, base: float, offset: int, device: torch.device, dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """``rope_cos_sin`` as an op torch.compile cannot see into, so the (T, D/2) tables are built once per
+    call and read by the rotation. Traced through, inductor fused the angles, cosines and sines into the
+    rotation kernel and recomputed them for every element of q and k (batch x heads times over)."""
+    return rope_cos_sin(seq_len, dim, base, offset=offset, device=device, dtype=dtype)
+
+
+@_cos_sin_tables.register_fake
+def _(seq_len: int, dim: int, base: float, offset: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    if dim % 2:
+        raise ValueError(f"rope: the head size must be even; got {dim}")
+    return tuple(torch.empty(seq_len, dim // 2, device=device, dtype=dtype) for _ in range(2))  # type: ignore[return-value]
+
+
 def rope(x: Tensor, base: float = 10000.0, offset: int = 0) -> Tensor:
     """Apply RoPE to ``x`` (B, T, H, D) at positions ``offset .. offset+T-1``.
 
     The rotation is computed in float32 (float64 when ``x`` is float64) and cast back to ``x.dtype``.
     """
     dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    cos, sin = rope_cos_sin(x.shape[1], x.shape[-1], base, offset=offset, device=x.device, dtype=dtype)
+    cos, sin = _cos_sin_tables(x.shape[1], x.shape[-1], float(base), offset, x.device, dtype)
     return apply_rope(x, cos, sin)

@@ -19,6 +19,24 @@ def test_bench_train_reports_throughput_memory_and_the_paths_taken() -> None:
     assert r.step_ms > 0 and r.peak_mem_gb > 0 and not r.compiled
     assert r.mfu is None and device_peak_flops(__import__("torch").device("cpu")) is None  # no peak known for CPUs
     assert r.flops_per_token_train > 0 and r.params > 0
+    assert r.loss_last < r.loss_first  # three steps on one fixed batch
+
+
+def test_a_run_whose_loss_turns_nan_gives_no_figures(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Kernels run at other speeds on NaNs (a broken kernel option once read as 18% faster): no timing is reported."""
+    from analysis.bench import NonFiniteLoss
+    from blocks.model import HybridLM
+
+    plain = HybridLM.loss
+    monkeypatch.setattr(HybridLM, "loss", lambda self, idx, tgt: plain(self, idx, tgt) * float("nan"))
+    cfg = ModelConfig(pattern="A[window=8]-F", d_model=32, mixers={"A": {"heads": 2}})
+    with pytest.raises(NonFiniteLoss, match=r"went from nan to nan over 3 steps.*not valid.*parity tests"):
+        bench_train(cfg, vocab_size=50, seq_len=16, batch=2, steps=2, warmup=1, device="cpu")
+    rc = main(["bench", "train", "--pattern", "A[window=8]-F", "--d-model", "32", "--vocab", "40", "--seq-len", "16",
+               "--batch", "2", "--steps", "1", "--warmup", "0", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 1 and captured.out == "" and "bench train: the loss of A[window=8]-F went from nan" in captured.err
 
 
 def test_the_benchmark_step_trains_the_model_it_built_and_is_seeded() -> None:
@@ -48,6 +66,17 @@ def test_bench_train_cli_prints_one_json_row_per_backend(capsys: pytest.CaptureF
 def test_bench_train_needs_a_preset_or_a_pattern(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "train"]) == 2
     assert "needs --preset NAME or --pattern PATTERN" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "value", "expected"), [("--steps", "0", ">= 1"), ("--warmup", "-1", ">= 0"),
+                                                         ("--steps", "many", ">= 1")])
+def test_bench_train_step_counts_are_checked_before_anything_is_built(
+    flag: str, value: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "train", "--pattern", "F", flag, value])
+    assert exc.value.code == 2
+    assert f"argument {flag}: expected an integer {expected}; got {value!r}" in capsys.readouterr().err
 
 
 @pytest.mark.gpu

@@ -467,5 +467,5 @@ def test_kernel_path_compiles_around_the_fused_kernel(fake_mamba_ssm: list[dict]
     compiled.compile(backend="aot_eager", dynamic=False)
     x = torch.randn(2, 11, 40)
     for _ in range(2):
-        torch.testing.assert_close(compiled(x), eager(x), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(compiled(x, x), eager(x, x), atol=1e-6, rtol=1e-6)
     assert [c["fn"] for c in fake_mamba_ssm].count("mamba_inner_fn") == 4

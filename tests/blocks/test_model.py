@@ -35,8 +35,23 @@ def test_parallel_branches_average_their_outputs() -> None:
     block = m.layers[0]
     x = torch.randn(2, 10, 32)
     h = block.norm(x)
-    expected = x + (block.mixers[0](h) + block.mixers[1](h)) / 2
-    torch.testing.assert_close(block(x), expected)
+    out = (block.mixers[0](h) + block.mixers[1](h)) / 2
+    torch.testing.assert_close(block(x), (out, x))
+
+
+def test_the_stream_is_the_plain_pre_norm_residual_sum_bit_for_bit() -> None:
+    """Blocks pass (output, residual) pairs; the sums are those of ``x = x + mixer(norm(x))`` in the same order."""
+    m = tiny("(M-F-A-F)*2-(G|R)")
+    idx = torch.randint(0, V, (2, 19))
+    with torch.no_grad():
+        x = m.embed(idx)
+        for block in m.layers:
+            h = block.norm(x)
+            x = x + torch.stack([mixer(h) for mixer in block.mixers]).mean(0)
+        assert torch.equal(m.hidden(idx), x)
+        assert torch.equal(m(idx), m.lm_head(m.norm_f(x)))
+        plain = torch.nn.functional.cross_entropy(m(idx[:, :-1]).flatten(0, 1), idx[:, 1:].flatten())
+        assert torch.equal(m.loss(idx[:, :-1], idx[:, 1:]), plain)
 
 
 def test_config_precedence_defaults_then_model_mixers_then_pattern_params() -> None:

@@ -116,13 +116,19 @@ def _compiled_flex() -> tuple[Callable[..., Tensor], Callable[..., Any]]:
 
 @functools.cache
 def _flex_kernel_options() -> dict[str, Any]:
-    """Always the main Triton kernel: for T < 128 inductor would pick flex-decoding, which fails for GQA."""
+    """Always the main Triton kernel (for T < 128 inductor would pick flex-decoding, which fails for GQA), told
+    that every query sees at least one key, itself (``ROWS_GUARANTEED_SAFE``), so it skips the empty-row guards.
+
+    Not ``BLOCKS_ARE_CONTIGUOUS``: a sliding window's partially masked key blocks (its first and the diagonal
+    one) are not one run, and on an H200 the option turned every output into NaN (docs/BENCHMARKS.md §6).
+    """
     from torch.nn.attention import flex_attention as fa
 
-    options = getattr(fa, "FlexKernelOptions", None)
-    if options is not None and "BACKEND" in getattr(options, "__annotations__", {}):
-        return {"BACKEND": "TRITON"}
-    return {"FORCE_USE_FLEX_ATTENTION": True}
+    fields = getattr(getattr(fa, "FlexKernelOptions", None), "__annotations__", {})
+    options: dict[str, Any] = {"BACKEND": "TRITON"} if "BACKEND" in fields else {"FORCE_USE_FLEX_ATTENTION": True}
+    if "ROWS_GUARANTEED_SAFE" in fields:
+        options["ROWS_GUARANTEED_SAFE"] = True
+    return options
 
 
 @functools.lru_cache(maxsize=32)

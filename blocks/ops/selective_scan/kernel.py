@@ -91,6 +91,7 @@ def gated_scan(
 @torch.compiler.disable  # an opaque op: a graph break when the model is compiled
 def mamba_inner(
     xz: Tensor,
+    batch: int,
     conv_weight: Tensor,
     conv_bias: Tensor,
     x_proj_weight: Tensor,
@@ -103,7 +104,10 @@ def mamba_inner(
     """mamba_ssm ``mamba_inner_fn``: the whole Mamba layer after ``in_proj``.
 
     Args:
-        xz: ``in_proj`` output, (batch, 2·d_inner, L) with unit stride along L.
+        xz: ``in_proj`` output as ``W_in @ x^T``, (2·d_inner, batch·L), contiguous. Viewed here, outside any
+            compiled graph, as (batch, 2·d_inner, L): a compiled caller's output and its gradient stay
+            contiguous, so autograd never copies the gradient into the layout of a strided view.
+        batch: the batch size.
         conv_weight: (d_inner, 1, d_conv); conv_bias, D, delta_bias: (d_inner,).
         x_proj_weight: (dt_rank + 2N, d_inner); dt_proj_weight: (d_inner, dt_rank);
             out_proj_weight: (d_model, d_inner); A: (d_inner, N).
@@ -113,6 +117,7 @@ def mamba_inner(
     """
     from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
 
+    xz = xz.view(xz.shape[0], batch, -1).transpose(0, 1)  # (batch, 2·d_inner, L), unit stride along L
     return mamba_inner_fn(
         xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, out_proj_weight, None,
         A.float(), None, None, D.float(), delta_bias=delta_bias.float(), delta_softplus=True,
