@@ -116,19 +116,20 @@ def _compiled_flex() -> tuple[Callable[..., Tensor], Callable[..., Any]]:
 
 @functools.cache
 def _flex_kernel_options() -> dict[str, Any]:
-    """Always the main Triton kernel (for T < 128 inductor would pick flex-decoding, which fails for GQA), told
-    that every query sees at least one key, itself (``ROWS_GUARANTEED_SAFE``), so it skips the empty-row guards.
+    """Always the main Triton kernel: for T < 128 inductor would pick flex-decoding, which fails for GQA.
 
-    Not ``BLOCKS_ARE_CONTIGUOUS``: a sliding window's partially masked key blocks (its first and the diagonal
-    one) are not one run, and on an H200 the option turned every output into NaN (docs/BENCHMARKS.md §6).
+    The two hints that sound true of a sliding window are wrong for it and are not given: with
+    ``ROWS_GUARANTEED_SAFE`` the outputs were NaN, with ``BLOCKS_ARE_CONTIGUOUS`` 10-40% off (an H200,
+    ``benchmarks/flex_options.py``, docs/BENCHMARKS.md §6). Likely causes: in the key block where a query block's
+    window starts, some of its rows see no key at all, and the partially masked key blocks (window start and
+    diagonal) are not one run.
     """
     from torch.nn.attention import flex_attention as fa
 
-    fields = getattr(getattr(fa, "FlexKernelOptions", None), "__annotations__", {})
-    options: dict[str, Any] = {"BACKEND": "TRITON"} if "BACKEND" in fields else {"FORCE_USE_FLEX_ATTENTION": True}
-    if "ROWS_GUARANTEED_SAFE" in fields:
-        options["ROWS_GUARANTEED_SAFE"] = True
-    return options
+    options = getattr(fa, "FlexKernelOptions", None)
+    if options is not None and "BACKEND" in getattr(options, "__annotations__", {}):
+        return {"BACKEND": "TRITON"}
+    return {"FORCE_USE_FLEX_ATTENTION": True}
 
 
 @functools.lru_cache(maxsize=32)
