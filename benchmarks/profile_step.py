@@ -5,7 +5,9 @@
 The step is the one ``analysis.bench.bench_train`` times (``build_train_step``: bf16 autocast forward, fp32
 cross-entropy, backward, fused AdamW), after ``--warmup`` untimed steps; ``--steps`` steps are profiled and the table
 gives per-step averages. Kernels are grouped into kinds by name (matrix products, the Mamba scan,
-attention, fla kernels, elementwise/reductions, optimizer, copies) to say where the time goes.
+attention, fla kernels, elementwise/reductions, optimizer, copies) to say where the time goes. ``--copies`` also
+records input shapes and Python stacks and lists the ops that launch copy, cast and add kernels, by shape and by
+caller (that is how the gradient-layout copies of docs/BENCHMARKS.md §6's second round were found).
 """
 
 from __future__ import annotations
