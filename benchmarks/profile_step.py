@@ -13,7 +13,9 @@ caller (that is how the gradient-layout copies of docs/BENCHMARKS.md §6's secon
 from __future__ import annotations
 
 import argparse
+import math
 import re
+import sys
 from collections import defaultdict
 
 import torch
@@ -71,10 +73,11 @@ def main() -> None:
                                 experimental_config=stacks) as prof:
         start.record()
         for _ in range(args.steps):
-            step()
+            loss = step()
         end.record()
         torch.cuda.synchronize()
     wall_ms = start.elapsed_time(end) / args.steps
+    last_loss = loss.item()
     if args.trace:
         prof.export_chrome_trace(args.trace)
 
@@ -90,7 +93,13 @@ def main() -> None:
     print(f"# {args.preset}, backend {args.backend} {backends}{', compiled' if args.compile else ''}{f', loss chunk {args.loss_chunk}' if args.loss_chunk else ''}, batch {args.batch} x {args.seq_len}, "
           f"{torch.cuda.get_device_name(dev)}, torch {torch.__version__}")
     print(f"# step (CUDA events, under the profiler): {wall_ms:.1f} ms; summed kernel time {total_ms:.1f} ms/step "
-          f"({100 * total_ms / wall_ms:.0f}% of the step; the rest is GPU idle, i.e. launch/host bound)")
+          f"({100 * total_ms / wall_ms:.0f}% of the step; the rest is GPU idle, i.e. launch/host bound); "
+          f"loss after the profiled steps {last_loss:.4g}")
+    if not math.isfinite(last_loss):
+        warning = ("# WARNING: the loss is not finite, so these kernels ran on NaN/inf data, on which they run at other "
+                   "speeds (docs/BENCHMARKS.md §6): the times below do not describe a training step")
+        print(warning)
+        print(warning[2:], file=sys.stderr)
     kinds: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
     for name, (ms, n) in per_kernel.items():
         k = kinds[kind_of(name)]
