@@ -250,17 +250,6 @@ def _bench_model(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return cfg, vocab
 
 
-def _tokens(text: str) -> int:
-    """A positive token count for ``--loss-chunk``."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of tokens, e.g. 4096; got {text!r}")
-    return n
-
-
 def _count(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least ``minimum``."""
 
@@ -279,7 +268,7 @@ def _count(minimum: int) -> Callable[[str], int]:
 def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from analysis.bench import bench_train
+    from analysis.bench import NonFiniteLoss, bench_train
 
     cfg, vocab = _bench_model(args)
     backends = [args.backend]
@@ -287,8 +276,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         backends.append("reference")
     results = []
     for backend in backends:
-        r = bench_train(cfg, vocab, args.seq_len, args.batch, backend=backend, steps=args.steps,
-                        warmup=args.warmup, compile=args.compile, loss_chunk=args.loss_chunk)
+        try:
+            r = bench_train(cfg, vocab, args.seq_len, args.batch, backend=backend, steps=args.steps,
+                            warmup=args.warmup, compile=args.compile, loss_chunk=args.loss_chunk)
+        except NonFiniteLoss as e:  # not a usage error (2): the run itself went wrong, and no figure is printed
+            print(f"hybridlab bench: error: {e}", file=sys.stderr)
+            return 1
         results.append(r.to_dict())
         if not args.json:
             mfu = f"{100 * r.mfu:.1f}%" if r.mfu is not None else "n/a"
@@ -334,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", default="auto", choices=["auto", "reference", "kernel"])
     b.add_argument("--no-contrast", action="store_true", help="on CUDA, skip the --backend reference contrast run")
     b.add_argument("--compile", action="store_true", help="torch.compile the sublayers around the mixers' kernels (first steps compile)")
-    b.add_argument("--loss-chunk", type=_tokens, default=None, metavar="TOKENS",
+    b.add_argument("--loss-chunk", type=_count(1), default=None, metavar="TOKENS",
                    help="run the LM head + loss this many tokens at a time (eager; train.loss_chunk)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_bench)
@@ -399,13 +392,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # do; stdout goes to /dev/null so that the interpreter's final flush does not raise again
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except RuntimeError as e:
-        from analysis.bench import NonFiniteLoss
-
-        if not isinstance(e, NonFiniteLoss):
-            raise
-        print(f"hybridlab {args.command}: error: {e}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":
