@@ -24,7 +24,7 @@ from blocks.loss import IGNORE_INDEX, linear_cross_entropy
 from blocks.mixers.base import Mixer, MixerConfig, apply_overrides
 from blocks.pattern import Pattern, parse
 
-__all__ = ["HybridBlock", "HybridLM", "ResolvedLayer", "resolve_layout"]
+__all__ = ["HybridBlock", "HybridLM", "ResolvedLayer", "join_stream", "resolve_layout"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,11 @@ def resolve_layout(cfg: ModelConfig) -> tuple[Pattern, list[ResolvedLayer]]:
     return pattern, layers
 
 
+def join_stream(out: Tensor, residual: Tensor | None) -> Tensor:
+    """The residual stream from a block's (output, residual) pair: ``residual + out`` (``out`` when None)."""
+    return out if residual is None else residual + out
+
+
 class HybridBlock(nn.Module):
     """One pre-norm residual sublayer: stream ``x`` -> ``x + mean_b(mixer_b(RMSNorm(x)))``.
 
@@ -80,7 +85,7 @@ class HybridBlock(nn.Module):
         self.mixers = nn.ModuleList(mixers)
 
     def forward(self, out: Tensor, residual: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        x = out if residual is None else residual + out  # (B, T, D): the stream entering this sublayer
+        x = join_stream(out, residual)  # (B, T, D): the stream entering this sublayer
         h = self.norm(x)
         if len(self.mixers) == 1:
             return self.mixers[0](h), x
@@ -204,15 +209,14 @@ class HybridLM(nn.Module):
 
     def hidden(self, idx: Tensor) -> Tensor:
         """Token ids (B, T) -> the residual stream after the last sublayer, (B, T, D)."""
-        out, residual = self._stream(idx)
-        return out if residual is None else residual + out
+        return join_stream(*self._stream(idx))
 
     def forward(self, idx: Tensor) -> Tensor:
         """Token ids (B, T) -> logits (B, T, V)."""
         return self.lm_head(self.norm_f(self.hidden(idx)))
 
     def _head_loss(self, out: Tensor, residual: Tensor | None, targets: Tensor) -> Tensor:
-        h = self.norm_f(out if residual is None else residual + out)
+        h = self.norm_f(join_stream(out, residual))
         if self.loss_chunk and not self.compiled:  # compiled, inductor fuses the plain form instead
             return linear_cross_entropy(h, self.lm_head.weight, targets, self.loss_chunk)
         logits = self.lm_head(h)  # (B, T, V)

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from blocks.model import HybridLM
+from blocks.model import HybridLM, join_stream
 from sweeps.config import RunConfig
 
 __all__ = ["WarmupResult", "kernel_signature", "kernel_units", "warm_kernels", "warm_dir", "needs_warmup", "prewarm"]
@@ -176,8 +176,7 @@ def _run_unit(model: HybridLM, unit: Unit, cfg: RunConfig, device: torch.device,
         assert block is not None
         if j >= 0:
             return block.mixers[j](block.norm(x))
-        out, residual = block(x.to(out_dtype), x)  # the (output, residual) pair every block after the first gets
-        return residual + out
+        return join_stream(*block(x.to(out_dtype), x))  # the (output, residual) pair every block after the first gets
 
     was_training = model.training
     model.train()

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from blocks.mixers.base import ConfigError, Mixer, MixerConfig, linear_flops
 from blocks.ops.attention import kernel, reference
-from blocks.ops.rope import rope
+from blocks.ops.rope import rope_qk
 
 __all__ = ["SWAConfig", "SWA", "mean_keys"]
 
@@ -146,8 +146,7 @@ class SWA(Mixer):
         k = self.k_proj(x).view(B, T, self.kv_heads, self.head_dim)  # (B, T, Hkv, K)
         v = self.v_proj(x).view(B, T, self.kv_heads, self.head_dim)  # (B, T, Hkv, K)
         if self.config.rope:
-            q = rope(q, self.config.rope_base)
-            k = rope(k, self.config.rope_base)
+            q, k = rope_qk(q, k, self.config.rope_base)
         return q, k, v
 
     def _out(self, o: Tensor) -> Tensor:

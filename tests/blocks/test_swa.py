@@ -139,9 +139,12 @@ def test_rope_is_relative() -> None:
     torch.testing.assert_close(rope(q).norm(dim=-1), q.norm(dim=-1), atol=1e-12, rtol=0)
 
 
-def test_compiled_rope_reads_its_tables_from_one_opaque_op() -> None:
-    """Compiled, the cos/sin tables come from ``hybridlab::rope_cos_sin`` (built once per call), not from
-    trigonometry inlined into the rotation of every element of q and k; the result equals eager RoPE."""
+@pytest.mark.parametrize("fn", ["rope", "rope_qk"])
+def test_compiled_rope_reads_its_tables_from_one_opaque_op(fn: str) -> None:
+    """Compiled, the cos/sin tables come from one ``hybridlab::rope_cos_sin`` call (``rope_qk``: one for q and k),
+    not from trigonometry inlined into the rotation of every element; the results equal eager RoPE."""
+    from blocks.ops import rope as rope_module
+
     graphs: list[torch.fx.GraphModule] = []
 
     def record(gm: torch.fx.GraphModule, example_inputs: list[torch.Tensor]) -> torch.fx.GraphModule:
@@ -149,8 +152,11 @@ def test_compiled_rope_reads_its_tables_from_one_opaque_op() -> None:
         return gm
 
     torch._dynamo.reset()
-    q = torch.randn(2, 11, 3, 10, dtype=torch.float32)
-    torch.testing.assert_close(torch.compile(rope, backend=record, dynamic=False)(q), rope(q), atol=0, rtol=0)
+    q, k = torch.randn(2, 11, 4, 10), torch.randn(2, 11, 2, 10)
+    args = (q,) if fn == "rope" else (q, k)
+    eager = getattr(rope_module, fn)(*args)
+    compiled = torch.compile(getattr(rope_module, fn), backend=record, dynamic=False)(*args)
+    torch.testing.assert_close(compiled, eager, atol=0, rtol=0)
     targets = [str(n.target) for gm in graphs for n in gm.graph.nodes if n.op == "call_function"]
     assert targets.count("hybridlab.rope_cos_sin.default") == 1, targets
     assert not any("cos" in t or "sin" in t for t in targets if not t.startswith("hybridlab.")), targets
