@@ -29,7 +29,7 @@ KINDS = [  # (kind, regex on the kernel name); first match wins
     ("attention (FlexAttention/SDPA)", r"flex_attention|triton_tem_fused_flex|flash|fmha|attn"),
     ("fla gla/retention kernels", r"chunk_|gla|retention|simple_gla|fwd_h|bwd_dh|cumsum"),
     ("optimizer (fused AdamW)", r"adam|Adam"),
-    ("cross-entropy / softmax", r"softmax|cross_entropy|nll_loss|log_softmax"),
+    ("cross-entropy / softmax", r"softmax|cross_entropy|nll_loss|log_softmax|logsumexp"),
     ("convolution (causal conv1d)", r"conv|Conv"),
     ("inductor-fused (torch.compile) kernels", r"^triton_(poi|red|per)_fused"),
     ("copies / casts / cat", r"copy|Copy|\bcat|CatArray|memcpy|Memcpy|memset|Memset"),

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from blocks import registry
 from blocks.backend import resolve_backend
 from blocks.config import ModelConfig, resolve_mixer_defaults, validate_model_config
-from blocks.loss import IGNORE_INDEX, linear_cross_entropy
+from blocks.loss import IGNORE_INDEX, cross_entropy, linear_cross_entropy
 from blocks.mixers.base import Mixer, MixerConfig, apply_overrides
 from blocks.pattern import Pattern, parse
 
@@ -220,6 +220,8 @@ class HybridLM(nn.Module):
         if self.loss_chunk and not self.compiled:  # compiled, inductor fuses the plain form instead
             return linear_cross_entropy(h, self.lm_head.weight, targets, self.loss_chunk)
         logits = self.lm_head(h)  # (B, T, V)
+        if self.compiled:  # saves the logits as they are (bf16 under autocast), not an fp32 copy
+            return cross_entropy(logits.flatten(0, 1), targets.flatten())
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp32 at least
         return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
 

@@ -1,4 +1,5 @@
-"""Chunked linear + cross-entropy computes the plain head's loss and gradients, a chunk of tokens at a time."""
+"""The LM head's loss forms compute the plain head's loss and gradients: the chunked linear + cross-entropy, a chunk
+of tokens at a time, and the cross-entropy written for inductor, on logits kept in their own dtype."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from blocks import HybridLM, ModelConfig
-from blocks.loss import linear_cross_entropy
+from blocks.loss import cross_entropy, linear_cross_entropy
 
 
 def _plain(x: torch.Tensor, w: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -89,3 +90,64 @@ def test_a_model_with_loss_chunk_has_the_same_loss_and_gradients(tied: bool) -> 
     assert grads.keys() == ref_grads.keys()
     for name in grads:
         torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-10, atol=1e-12, msg=name)
+
+
+def _ce_grads(fn, logits: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+    logits = logits.detach().requires_grad_(True)
+    loss = fn(logits, t)
+    loss.backward()
+    return loss.detach(), logits.grad
+
+
+def _plain_ce(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits.to(torch.promote_types(logits.dtype, torch.float32)), t, ignore_index=-100)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_cross_entropy_equals_f_cross_entropy_in_float64(compiled: bool) -> None:
+    gen = torch.Generator().manual_seed(2)
+    logits = torch.randn(37, 101, generator=gen, dtype=torch.float64) * 3
+    t = torch.randint(0, 101, (37,), generator=gen)
+    t[:5] = -100  # ignored targets neither count nor get gradients
+    fn = torch.compile(cross_entropy, dynamic=False) if compiled else cross_entropy
+    (loss, grad), (ref, ref_grad) = _ce_grads(fn, logits, t), _ce_grads(_plain_ce, logits, t)
+    torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-13)
+    assert grad[:5].abs().max() == 0
+
+
+def test_cross_entropy_of_bf16_logits_is_taken_in_fp32_and_returns_a_bf16_gradient() -> None:
+    gen = torch.Generator().manual_seed(3)
+    logits = (torch.randn(64, 300, generator=gen) * 4).bfloat16()
+    t = torch.randint(0, 300, (64,), generator=gen)
+    (loss, grad), (ref, ref_grad) = _ce_grads(cross_entropy, logits, t), _ce_grads(_plain_ce, logits, t)
+    assert loss.dtype == torch.float32 and grad.dtype == torch.bfloat16
+    torch.testing.assert_close(loss, ref, rtol=1e-6, atol=0)  # both read the same bf16 values in fp32
+    torch.testing.assert_close(grad, ref_grad, rtol=2**-7, atol=0)  # fp32 math on both, one bf16 rounding apart
+
+
+def test_cross_entropy_with_every_target_ignored_is_nan_as_f_cross_entropy() -> None:
+    logits, t = torch.randn(4, 7), torch.full((4,), -100)
+    (loss, grad), (ref, _) = _ce_grads(cross_entropy, logits, t), _ce_grads(_plain_ce, logits, t)
+    assert loss.isnan() and ref.isnan() and grad.abs().max() == 0
+
+
+def test_a_compiled_model_takes_the_same_loss_and_gradients_as_the_eager_one() -> None:
+    """Compiled, the head's loss is ``cross_entropy``; eager, ``F.cross_entropy``: one function."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(pattern="F-A[window=8]-F", d_model=32, vocab_size=53, mixers={"A": {"heads": 2}})
+    eager = HybridLM(cfg).double()
+    compiled = HybridLM(cfg).double()
+    compiled.load_state_dict(eager.state_dict())
+    compiled.compile_sublayers()
+    idx, targets = torch.randint(0, 53, (2, 19)), torch.randint(0, 53, (2, 19))
+    targets[0, :3] = -100
+    results = []
+    for model in (eager, compiled):
+        loss = model.loss(idx, targets)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (loss, grads), (ref, ref_grads) = results[1], results[0]
+    torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-12)
+    for name in ref_grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-9, atol=1e-12, msg=name)

@@ -114,6 +114,9 @@ def mamba_inner(
 
     Returns:
         (batch, L, d_model).
+
+    ``checkpoint_lvl=0``: the conv output and delta, (batch, d_inner, L) each, are kept for the backward
+    instead of recomputed there (mamba_ssm's default, 1, recomputes both: a conv and a matmul per layer).
     """
     from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
 
@@ -121,6 +124,7 @@ def mamba_inner(
     return mamba_inner_fn(
         xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, out_proj_weight, None,
         A.float(), None, None, D.float(), delta_bias=delta_bias.float(), delta_softplus=True,
+        checkpoint_lvl=0,
     )
 
 

@@ -1,0 +1,101 @@
+"""The SWA kernel path's attention implementations side by side on CUDA: time, and error against the fp32 reference.
+
+    python benchmarks/attention_routes.py --batch 8 --heads 12 --seq-len 4096 --head-dim 128 --window 2048 > routes.md
+
+Each implementation of ``blocks/ops/attention/kernel.py`` that imports here (flash-attn, PyTorch's own
+FlashAttention-2, FlexAttention, fla's ``parallel_attn``; ``--impls`` picks some) runs the kernel path's own call on
+bf16 q, k, v in the path's (B, T, H, D) layout. Forward and forward+backward are timed with CUDA events (median of
+``--reps`` after warm-up); the output and the q, k, v gradients of batch row 0 are compared with the fp32 reference
+path (relative RMS error), and non-finite values are counted. SDPA's full causal attention is timed beside them
+for scale. The first call of an implementation (FlexAttention's compile, fla's autotuning) is reported apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from flex_options import _fwd_bwd, _reference, _time
+
+from blocks.ops.attention import kernel
+
+IMPLS = {"flash_attn": None, "torch_flash": kernel._torch_flash, "flex_attention": kernel._flex, "fla": None}
+
+
+def _impl(name: str):  # type: ignore[no-untyped-def]
+    """The kernel path's call for ``name``, as ``(q, k, v, window, scale) -> o``, or None if it does not import."""
+    if name == "flash_attn" and kernel._flash_attn_func() is not None:
+        fn = kernel._flash_attn_func()
+        return lambda q, k, v, w, s: fn(q, k, v, causal=True, softmax_scale=s, window_size=(-1, -1) if w is None else (w - 1, 0))
+    if name == "fla" and kernel._fla_parallel_attn() is not None:
+        fn = kernel._fla_parallel_attn()
+        return lambda q, k, v, w, s: fn(q, k, v, scale=s, window_size=w)
+    if name == "torch_flash" and not kernel._torch_flash_available():
+        return None
+    return IMPLS.get(name)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--kv-heads", type=int, default=None)
+    ap.add_argument("--seq-len", type=int, default=4096)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--window", type=int, default=2048, help="keys per query; 0 for full causal")
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--impls", nargs="*", default=["flash_attn", "torch_flash", "flex_attention"],
+                    choices=list(IMPLS), help="fla autotunes for minutes on first use, so it runs only when named")
+    args = ap.parse_args()
+    B, T, H, D = args.batch, args.seq_len, args.heads, args.head_dim
+    W = args.window or None
+    Hkv = args.kv_heads or H
+    gen = torch.Generator("cuda").manual_seed(0)
+    q = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen).requires_grad_()  # (B, T, H, D)
+    k = torch.randn(B, T, Hkv, D, device="cuda", dtype=torch.bfloat16, generator=gen).requires_grad_()
+    v = torch.randn(B, T, Hkv, D, device="cuda", dtype=torch.bfloat16, generator=gen).requires_grad_()
+    do = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+    scale = D**-0.5
+    print(f"# SWA attention implementations: B={B} H={H} Hkv={Hkv} T={T} D={D} W={W} bf16, "
+          f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+    # the reference helper takes (B, H, T, D) and returns (1, H, T, D); compare in that layout
+    want = _reference(*(t.transpose(1, 2) for t in (q, k, v, do)), W, scale)
+    print("\n| implementation | fwd ms | fwd+bwd ms | first call s | rel. error vs fp32 reference, batch row 0 (o, dq, dk, dv) |")
+    print("|---|---|---|---|---|")
+    for name in args.impls:
+        fn = _impl(name)
+        if fn is None:
+            print(f"| {name} | - | - | - | does not import here |")
+            continue
+
+        def attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fn=fn) -> torch.Tensor:  # type: ignore[no-untyped-def]
+            return fn(q, k, v, W, scale)
+
+        t0 = time.perf_counter()
+        try:
+            out = _fwd_bwd(attn, q, k, v, do)
+            torch.cuda.synchronize()
+        except Exception as err:  # an implementation this torch or GPU rejects: say so and go on
+            print(f"| {name} | - | - | - | failed: {type(err).__name__}: {str(err).splitlines()[0][:120]} |")
+            continue
+        first_s = time.perf_counter() - t0
+        with torch.no_grad():
+            fwd = _time(lambda attn=attn: attn(q, k, v), args.reps)
+        both = _time(lambda attn=attn: _fwd_bwd(attn, q, k, v, do), args.reps)
+        bad = sum(int((~torch.isfinite(t)).sum()) for t in out)
+        errs = ", ".join(f"{((g[:1].transpose(1, 2).float() - w).norm() / w.norm()).item():.1e}"
+                         for g, w in zip(out, want, strict=True))
+        print(f"| {name} | {fwd:.2f} | {both:.2f} | {first_s:.1f} | {errs}{f'; {bad} non-finite' if bad else ''} |",
+              flush=True)
+
+    qh, kh, vh, doh = (t.detach().transpose(1, 2).contiguous().requires_grad_(t is not do) for t in (q, k, v, do))
+    sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=Hkv != H)  # noqa: E731
+    with torch.no_grad():
+        fwd = _time(lambda: sdpa(qh, kh, vh), args.reps)
+    print(f"| SDPA full causal (no window; for scale) | {fwd:.2f} | {_time(lambda: _fwd_bwd(sdpa, qh, kh, vh, doh), args.reps):.2f} | - | - |")
+
+
+if __name__ == "__main__":
+    main()
