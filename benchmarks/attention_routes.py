@@ -2,9 +2,12 @@
 
     python benchmarks/attention_routes.py --batch 8 --heads 12 --seq-len 4096 --head-dim 128 --window 2048 > routes.md
 
-Each implementation of ``blocks/ops/attention/kernel.py`` that imports here (flash-attn, PyTorch's own
-FlashAttention-2, FlexAttention, fla's ``parallel_attn``; ``--impls`` picks some) runs the kernel path's own call on
-bf16 q, k, v in the path's (B, T, H, D) layout. Forward and forward+backward are timed with CUDA events (median of
+Each implementation of ``blocks/ops/attention/kernel.py`` that imports here (flash-attn, FlexAttention, fla's
+``parallel_attn``; ``--impls`` picks some) runs the kernel path's own call on bf16 q, k, v in the path's (B, T, H, D)
+layout. Beside them, a candidate the path does not take: ``torch_flash``, the FlashAttention-2 kernels PyTorch ships
+(``aten::_flash_attention_forward`` with ``window_size_left=W-1``; its autograd node passes the window to the
+backward), which needs neither flash-attn nor a compile; on an H200 at the Samba shape it was 13% slower than
+FlexAttention (docs/BENCHMARKS.md §6). Forward and forward+backward are timed with CUDA events (median of
 ``--reps`` after warm-up); the output and the q, k, v gradients of batch row 0 are compared with the fp32 reference
 path (relative RMS error), and non-finite values are counted. SDPA's full causal attention is timed beside them
 for scale. The first call of an implementation (FlexAttention's compile, fla's autotuning) is reported apart.
@@ -21,7 +24,16 @@ from flex_options import _fwd_bwd, _reference, _time
 
 from blocks.ops.attention import kernel
 
-IMPLS = {"flash_attn": None, "torch_flash": kernel._torch_flash, "flex_attention": kernel._flex, "fla": None}
+IMPLS = ["flash_attn", "torch_flash", "flex_attention", "fla"]
+
+
+def _torch_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None, scale: float) -> torch.Tensor:
+    """PyTorch's bundled FlashAttention-2 with a sliding window, (B, T, H, D) in and out, GQA native."""
+    T = q.shape[1]
+    left = -1 if window is None or window >= T else window - 1  # -1: no limit to the left
+    return torch.ops.aten._flash_attention_forward(
+        q, k, v, None, None, T, T, 0.0, True, False, scale=scale, window_size_left=left, window_size_right=0,
+    )[0]
 
 
 def _impl(name: str):  # type: ignore[no-untyped-def]
@@ -32,9 +44,11 @@ def _impl(name: str):  # type: ignore[no-untyped-def]
     if name == "fla" and kernel._fla_parallel_attn() is not None:
         fn = kernel._fla_parallel_attn()
         return lambda q, k, v, w, s: fn(q, k, v, scale=s, window_size=w)
-    if name == "torch_flash" and not kernel._torch_flash_available():
-        return None
-    return IMPLS.get(name)
+    if name == "torch_flash" and torch.backends.cuda.is_flash_attention_available():
+        return _torch_flash
+    if name == "flex_attention":
+        return kernel._flex
+    return None
 
 
 def main() -> None:
@@ -47,7 +61,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=2048, help="keys per query; 0 for full causal")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--impls", nargs="*", default=["flash_attn", "torch_flash", "flex_attention"],
-                    choices=list(IMPLS), help="fla autotunes for minutes on first use, so it runs only when named")
+                    choices=IMPLS, help="fla autotunes for minutes on first use, so it runs only when named")
     args = ap.parse_args()
     B, T, H, D = args.batch, args.seq_len, args.heads, args.head_dim
     W = args.window or None

@@ -1,19 +1,15 @@
 """Causal (sliding-window) attention on the GPU: the ``kernel`` path, same signature as ``reference.attention``.
 
-Four implementations, tried in this order (design.md "Backends"); every import is lazy:
+Three implementations, tried in this order (design.md "Backends"); every import is lazy:
 
 1. flash-attn 2 (``flash_attn_func(q, k, v, causal=True, softmax_scale=scale, window_size=(W-1, 0))``),
    exactly the call of the official Samba code (samba-facts.md §6.2). Used for fp16/bf16 inputs with
    head size <= 256, the only ones it takes.
-2. The FlashAttention-2 that PyTorch ships (``aten::_flash_attention_forward`` with ``window_size_left=W-1``,
-   ``window_size_right=0``; its autograd node calls the matching backward with the same window): the same
-   kernels as 1 without the package, on sm80+ GPUs, for fp16/bf16 inputs with head size a multiple of 8 up to
-   256. It takes the (B, T, H, D) layout as it is, and GQA natively.
-3. PyTorch FlexAttention (``torch.nn.attention.flex_attention``) with a sliding-window ``BlockMask``
+2. PyTorch FlexAttention (``torch.nn.attention.flex_attention``) with a sliding-window ``BlockMask``
    built by ``create_block_mask``, cached per (T, window, device); both compiled once with
    ``torch.compile``. Needs only torch (and the triton it ships with), any float dtype; head sizes
    below 16 are zero-padded to 16.
-4. fla's ``parallel_attn(q, k, v, scale=scale, window_size=W)`` (fla >= the versions with
+3. fla's ``parallel_attn(q, k, v, scale=scale, window_size=W)`` (fla >= the versions with
    ``window_size``).
 
 The window convention and layout are those of ``reference.py``: ``window=W`` means W keys per query
@@ -53,21 +49,6 @@ def _flash_attn_func() -> Callable[..., Tensor] | None:
 
 
 @functools.cache
-def _torch_flash_available() -> bool:
-    """PyTorch's own FlashAttention-2 kernels with a sliding window: built into this torch and an sm80+ GPU here."""
-    if not (torch.cuda.is_available() and torch.backends.cuda.is_flash_attention_available()):
-        return False
-    schema = torch.ops.aten._flash_attention_forward.default._schema
-    if "window_size_left" not in {a.name for a in schema.arguments}:
-        return False  # torch < 2.5
-    return torch.cuda.get_device_capability() >= (8, 0)
-
-
-def _torch_flash_takes(dtype: torch.dtype, head_dim: int) -> bool:
-    return dtype in _HALF and head_dim % 8 == 0 and head_dim <= 256 and _torch_flash_available()
-
-
-@functools.cache
 def _flex_available() -> bool:
     try:
         from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: F401
@@ -92,8 +73,6 @@ def available_impls() -> list[str]:
     impls = []
     if _flash_attn_func() is not None:
         impls.append("flash_attn")
-    if _torch_flash_available():
-        impls.append("torch_flash")
     if _flex_available():
         impls.append("flex_attention")
     if _fla_parallel_attn() is not None:
@@ -105,15 +84,13 @@ def kernel_impl(dtype: torch.dtype = torch.bfloat16, head_dim: int = 64) -> str:
     """The implementation ``attention`` uses for inputs of ``dtype`` and ``head_dim``.
 
     Returns:
-        ``"flash_attn"``, ``"torch_flash"``, ``"flex_attention"`` or ``"fla"``.
+        ``"flash_attn"``, ``"flex_attention"`` or ``"fla"``.
 
     Raises:
         RuntimeError: none of them imports; the message names the packages to install.
     """
     if dtype in _HALF and head_dim <= 256 and _flash_attn_func() is not None:
         return "flash_attn"
-    if _torch_flash_takes(dtype, head_dim):
-        return "torch_flash"
     if _flex_available():
         return "flex_attention"
     if _fla_parallel_attn() is not None:
@@ -188,15 +165,6 @@ def _flex(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float) -> 
     return o[..., :D].transpose(1, 2)  # (B, T, H, D)
 
 
-def _torch_flash(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float) -> Tensor:
-    T = q.shape[1]
-    left = -1 if window is None or window >= T else window - 1  # -1: no limit to the left
-    out = torch.ops.aten._flash_attention_forward(
-        q, k, v, None, None, T, T, 0.0, True, False, scale=scale, window_size_left=left, window_size_right=0,
-    )[0]
-    return out  # (B, T, H, D)
-
-
 def _say(impl: str) -> None:
     if impl not in _said:
         _said.add(impl)
@@ -220,8 +188,6 @@ def attention(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float)
         flash_attn_func = _flash_attn_func()
         window_size = (-1, -1) if window is None else (window - 1, 0)
         return flash_attn_func(q, k, v, causal=True, softmax_scale=scale, window_size=window_size)
-    if impl == "torch_flash":
-        return _torch_flash(q, k, v, window, scale)
     if impl == "flex_attention":
         return _flex(q, k, v, window, scale)
     parallel_attn = _fla_parallel_attn()
