@@ -115,8 +115,9 @@ def mamba_inner(
     Returns:
         (batch, L, d_model).
 
-    ``checkpoint_lvl=0``: the conv output and delta, (batch, d_inner, L) each, are kept for the backward
-    instead of recomputed there (mamba_ssm's default, 1, recomputes both: a conv and a matmul per layer).
+    mamba_ssm's default ``checkpoint_lvl=1`` recomputes the conv output and delta in the backward. Keeping
+    them (``checkpoint_lvl=0``) saved 0.5 ms of a 230 ms samba-421m batch-8 step for 2.2 GB more memory, a
+    gain the A/B could not tell from noise (docs/BENCHMARKS.md §6), so the default stays.
     """
     from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn
 
@@ -124,7 +125,6 @@ def mamba_inner(
     return mamba_inner_fn(
         xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, out_proj_weight, None,
         A.float(), None, None, D.float(), delta_bias=delta_bias.float(), delta_softplus=True,
-        checkpoint_lvl=0,
     )
 
 
