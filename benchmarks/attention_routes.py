@@ -2,8 +2,8 @@
 
     python benchmarks/attention_routes.py --batch 8 --heads 12 --seq-len 4096 --head-dim 128 --window 2048 > routes.md
 
-Each implementation of ``blocks/ops/attention/kernel.py`` that imports here (flash-attn, cuDNN on window-sized
-blocks, FlexAttention, fla's ``parallel_attn``; ``--impls`` picks some) runs the kernel path's own call on bf16 q, k, v in the path's (B, T, H, D)
+Each implementation of ``blocks/ops/attention/kernel.py`` that imports here (flash-attn, FlexAttention, fla's
+``parallel_attn``; ``--impls`` picks some) runs the kernel path's own call on bf16 q, k, v in the path's (B, T, H, D)
 layout. Beside them, a candidate the path does not take: ``torch_flash``, the FlashAttention-2 kernels PyTorch ships
 (``aten::_flash_attention_forward`` with ``window_size_left=W-1``; its autograd node passes the window to the
 backward), which needs neither flash-attn nor a compile; on an H200 at the Samba shape it was 13% slower than
@@ -24,7 +24,7 @@ from flex_options import _fwd_bwd, _reference, _time
 
 from blocks.ops.attention import kernel
 
-IMPLS = ["flash_attn", "cudnn_blocks", "torch_flash", "flex_attention", "fla"]
+IMPLS = ["flash_attn", "torch_flash", "flex_attention", "fla"]
 
 
 def _torch_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None, scale: float) -> torch.Tensor:
@@ -48,8 +48,6 @@ def _impl(name: str):  # type: ignore[no-untyped-def]
         return _torch_flash
     if name == "flex_attention":
         return kernel._flex
-    if name == "cudnn_blocks" and kernel.cudnn_blocks.available():
-        return kernel.cudnn_blocks.attention
     return None
 
 
@@ -62,7 +60,7 @@ def main() -> None:
     ap.add_argument("--head-dim", type=int, default=128)
     ap.add_argument("--window", type=int, default=2048, help="keys per query; 0 for full causal")
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--impls", nargs="*", default=["flash_attn", "cudnn_blocks", "torch_flash", "flex_attention"],
+    ap.add_argument("--impls", nargs="*", default=["flash_attn", "torch_flash", "flex_attention"],
                     choices=IMPLS, help="fla autotunes for minutes on first use, so it runs only when named")
     args = ap.parse_args()
     B, T, H, D = args.batch, args.seq_len, args.heads, args.head_dim

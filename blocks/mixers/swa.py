@@ -130,14 +130,13 @@ class SWA(Mixer):
         return "the attention kernel path needs a CUDA device"
 
     def kernel_route(self) -> str | None:
-        """flash-attn, cuDNN on blocks, FlexAttention or fla, by what imports and the heads; the first two run only
-        bf16/fp16 inputs, so a run's route can differ by precision, and then both are named."""
+        """flash-attn, FlexAttention or fla, by what imports; flash-attn runs only bf16/fp16 inputs, so a run's
+        route can differ by precision, and then both are named."""
         if self.backend != "kernel":
             return None
         from blocks.ops.attention.kernel import kernel_impl
 
-        gqa = self.kv_heads != self.heads
-        half, full = (kernel_impl(dtype, self.head_dim, gqa) for dtype in (torch.bfloat16, torch.float32))
+        half, full = kernel_impl(torch.bfloat16, self.head_dim), kernel_impl(torch.float32, self.head_dim)
         return half if half == full else f"{half} (bf16/fp16), {full} (fp32)"
 
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:

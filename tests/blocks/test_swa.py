@@ -248,13 +248,6 @@ def test_kernel_route_names_the_attention_implementation_per_precision(monkeypat
     monkeypatch.setattr(kernel, "_flash_attn_func", lambda: object())
     assert m.kernel_route() == "flash_attn (bf16/fp16), flex_attention (fp32)"
     assert kernel.kernel_impl(torch.bfloat16, 264) == "flex_attention"  # flash-attn takes head sizes <= 256
-    monkeypatch.setattr(kernel, "_flash_attn_func", lambda: None)
-    monkeypatch.setattr(kernel.cudnn_blocks, "available", lambda: True)  # an sm90 GPU with cuDNN attention
-    assert m.kernel_route() == "cudnn_blocks (bf16/fp16), flex_attention (fp32)"
-    assert SWA(64, SWAConfig(heads=4, kv_heads=2)).kernel_route() is None  # not yet on the kernel path
-    gqa = SWA(64, SWAConfig(heads=4, kv_heads=2, window=8))
-    gqa.set_backend("kernel")
-    assert gqa.kernel_route() == "flex_attention"  # cuDNN's op takes one key head per query head
 
 
 @pytest.mark.parametrize(
@@ -324,20 +317,17 @@ def test_kernel_matches_reference(window: int | None, kv_heads: int | None, dtyp
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("impl", ["flash_attn", "cudnn_blocks", "flex_attention"])
+@pytest.mark.parametrize("impl", ["flash_attn", "flex_attention"])
 @pytest.mark.parametrize("kv_heads", [4, 2, 1], ids=lambda v: f"kv{v}")
 @pytest.mark.parametrize("window", [1, 37, 128, 400, None], ids=lambda v: f"W{v}")
 def test_each_attention_implementation_matches_the_fp32_reference(impl: str, kv_heads: int, window: int | None) -> None:
     """Every implementation of the kernel path, called directly on bf16 inputs: T=300 is no multiple of any block
-    size (nor of the windows, which cudnn_blocks pads to), W=400 is longer than T; output and the q, k, v gradients
-    within bf16 rounding of the fp32 reference."""
+    size, W=400 is longer than T; output and the q, k, v gradients within bf16 rounding of the fp32 reference."""
     from blocks.ops.attention import kernel, reference
 
     if impl not in kernel.available_impls():
         pytest.skip(f"{impl} does not import here")
-    if impl == "cudnn_blocks" and kv_heads != 4:
-        pytest.skip("cudnn_blocks takes one key head per query head; GQA goes to FlexAttention")
-    fn = {"flash_attn": kernel.attention, "cudnn_blocks": kernel.cudnn_blocks.attention, "flex_attention": kernel._flex}[impl]
+    fn = {"flash_attn": kernel.attention, "flex_attention": kernel._flex}[impl]
     gen = torch.Generator("cuda").manual_seed(7)
     q = torch.randn(2, 300, 4, 64, device="cuda", generator=gen)  # (B, T, H, D)
     k, v = (torch.randn(2, 300, kv_heads, 64, device="cuda", generator=gen) for _ in range(2))  # (B, T, Hkv, D)

@@ -1,23 +1,20 @@
 """Causal (sliding-window) attention on the GPU: the ``kernel`` path, same signature as ``reference.attention``.
 
-Four implementations, tried in this order (design.md "Backends"); every import is lazy:
+Three implementations, tried in this order (design.md "Backends"); every import is lazy:
 
 1. flash-attn 2 (``flash_attn_func(q, k, v, causal=True, softmax_scale=scale, window_size=(W-1, 0))``),
    exactly the call of the official Samba code (samba-facts.md §6.2). Used for fp16/bf16 inputs with
    head size <= 256, the only ones it takes.
-2. cuDNN's fused causal attention on window-sized blocks (``cudnn_blocks.py``): the window as two causal
-   attentions per block of W queries, merged by log-sum-exp. On sm90+ GPUs, for fp16/bf16 inputs with one key
-   head per query head and head size a multiple of 8 up to 128.
-3. PyTorch FlexAttention (``torch.nn.attention.flex_attention``) with a sliding-window ``BlockMask``
+2. PyTorch FlexAttention (``torch.nn.attention.flex_attention``) with a sliding-window ``BlockMask``
    built by ``create_block_mask``, cached per (T, window, device); both compiled once with
    ``torch.compile``. Needs only torch (and the triton it ships with), any float dtype; head sizes
    below 16 are zero-padded to 16.
-4. fla's ``parallel_attn(q, k, v, scale=scale, window_size=W)`` (fla >= the versions with
+3. fla's ``parallel_attn(q, k, v, scale=scale, window_size=W)`` (fla >= the versions with
    ``window_size``).
 
 The window convention and layout are those of ``reference.py``: ``window=W`` means W keys per query
 including itself, ``None`` full causal; ``q`` (B, T, H, D), ``k``/``v`` (B, T, Hkv, D), output
-(B, T, H, D). ``kernel_impl(dtype, head_dim, gqa)`` names the implementation a call with that dtype uses; the first
+(B, T, H, D). ``kernel_impl(dtype)`` names the implementation a call with that dtype uses; the first
 call of each implementation is logged once.
 """
 
@@ -31,8 +28,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-
-from blocks.ops.attention import cudnn_blocks
 
 __all__ = ["attention", "kernel_impl", "available_impls"]
 
@@ -78,8 +73,6 @@ def available_impls() -> list[str]:
     impls = []
     if _flash_attn_func() is not None:
         impls.append("flash_attn")
-    if cudnn_blocks.available():
-        impls.append("cudnn_blocks")
     if _flex_available():
         impls.append("flex_attention")
     if _fla_parallel_attn() is not None:
@@ -87,20 +80,17 @@ def available_impls() -> list[str]:
     return impls
 
 
-def kernel_impl(dtype: torch.dtype = torch.bfloat16, head_dim: int = 64, gqa: bool = False) -> str:
-    """The implementation ``attention`` uses for inputs of ``dtype`` and ``head_dim``, with fewer key heads than
-    query heads when ``gqa``.
+def kernel_impl(dtype: torch.dtype = torch.bfloat16, head_dim: int = 64) -> str:
+    """The implementation ``attention`` uses for inputs of ``dtype`` and ``head_dim``.
 
     Returns:
-        ``"flash_attn"``, ``"cudnn_blocks"``, ``"flex_attention"`` or ``"fla"``.
+        ``"flash_attn"``, ``"flex_attention"`` or ``"fla"``.
 
     Raises:
         RuntimeError: none of them imports; the message names the packages to install.
     """
     if dtype in _HALF and head_dim <= 256 and _flash_attn_func() is not None:
         return "flash_attn"
-    if cudnn_blocks.takes(dtype, head_dim, gqa):
-        return "cudnn_blocks"
     if _flex_available():
         return "flex_attention"
     if _fla_parallel_attn() is not None:
@@ -192,14 +182,12 @@ def attention(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float)
         window: keys a query sees, itself included; None for full causal attention.
         scale: the softmax scale.
     """
-    impl = kernel_impl(q.dtype, q.shape[-1], gqa=k.shape[2] != q.shape[2])
+    impl = kernel_impl(q.dtype, q.shape[-1])
     _say(impl)
     if impl == "flash_attn":
         flash_attn_func = _flash_attn_func()
         window_size = (-1, -1) if window is None else (window - 1, 0)
         return flash_attn_func(q, k, v, causal=True, softmax_scale=scale, window_size=window_size)
-    if impl == "cudnn_blocks":
-        return cudnn_blocks.attention(q, k, v, window, scale)
     if impl == "flex_attention":
         return _flex(q, k, v, window, scale)
     parallel_attn = _fla_parallel_attn()
