@@ -101,6 +101,7 @@ def _digest(facts: Any) -> str:
 
 
 Unit = tuple[str, int, int]  # (what, sublayer index or -1 for the head, mixer index within it or -1 for all)
+FIRST = " (first)"  # the first sublayer compiled: it takes the stream alone, with no residual yet
 
 
 def _units(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> dict[str, Unit]:
@@ -108,14 +109,18 @@ def _units(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool
 
     Eager, a unit is one mixer (with its sublayer's norm): a parallel sublayer ``(G|A)`` shares its G and A
     units with the layouts that have them alone, so each kernel shape is run once. Compiled, a unit is a
-    whole sublayer, whose fused kernels depend on everything in it, plus the head and loss.
+    whole sublayer, whose fused kernels depend on everything in it, plus the head and loss; the first
+    sublayer is a unit of its own (``"M (first)"``), since it takes the stream alone where every later one
+    takes an (output, residual) pair, and so compiles to another graph.
     """
     ctx = _context(model, cfg, device, use_bf16)
     units: dict[str, Unit] = {}
     for i, block in enumerate(model.layers):
         mixers = [(m.symbol, m.backend, dataclasses.asdict(m.config)) for m in block.mixers]
         if model.compiled:
-            units.setdefault(_digest({**ctx, "block": mixers}), ("|".join(m.symbol for m in block.mixers), i, -1))
+            what = "|".join(m.symbol for m in block.mixers) + (FIRST if i == 0 else "")
+            facts = {**ctx, "block": mixers, **({"first": True} if i == 0 else {})}
+            units.setdefault(_digest(facts), (what, i, -1))
             continue
         for j, mixer in enumerate(mixers):
             units.setdefault(_digest({**ctx, "block": [mixer]}), (mixer[0], i, j))
@@ -159,8 +164,9 @@ def _run_unit(model: HybridLM, unit: Unit, cfg: RunConfig, device: torch.device,
     """One forward+backward of the unit at the training shape, forwards at the evaluation shapes.
 
     The unit runs alone on random activations, not inside the whole model: a compiled sublayer and the head get
-    the (output, residual) pair as in training (autocast's output dtype, the residual stream's dtype); its
-    gradients are cleared afterwards and nothing else changes.
+    the (output, residual) pair as in training (autocast's output dtype, the residual stream's dtype), the
+    first sublayer the stream alone (the embedding's output); its gradients are cleared afterwards and nothing
+    else changes.
     """
     _, index, j = unit
     t = cfg.train
@@ -176,6 +182,8 @@ def _run_unit(model: HybridLM, unit: Unit, cfg: RunConfig, device: torch.device,
         assert block is not None
         if j >= 0:
             return block.mixers[j](block.norm(x))
+        if index == 0:
+            return join_stream(*block(x))  # the first block gets the stream alone
         return join_stream(*block(x.to(out_dtype), x))  # the (output, residual) pair every block after the first gets
 
     was_training = model.training

@@ -90,7 +90,7 @@ def test_a_parallel_sublayer_shares_its_mixers_units_unless_compiled() -> None:
     for m in (compiled_apart, compiled_together):
         m.compile_sublayers(backend="aot_eager")
     units = kernel_units(compiled_together, together, cpu, True)
-    assert sorted(units.values()) == ["F", "M|A", "head"]
+    assert sorted(units.values()) == ["F", "M|A (first)", "head"]
     assert len(set(units) - set(kernel_units(compiled_apart, apart, cpu, True))) == 1  # only M|A is new
 
 
@@ -244,3 +244,25 @@ def test_cpu_sweeps_reference_sweeps_and_opted_out_sweeps_skip_the_pre_warm() ->
     assert _prewarm(cfg, quiet=True) == []  # no kernels and nothing compiled
     cfg.model.backend, cfg.train.warm_kernels = "auto", False
     assert _prewarm(cfg, quiet=True) == []
+
+
+
+def test_a_compiled_models_first_sublayer_is_a_unit_run_in_its_own_form(cache: Path) -> None:
+    """The first sublayer takes the stream alone (no residual yet), every later one an (output, residual) pair:
+    compiled, those are two graphs, so the first sublayer is warmed in its own form (and a later sublayer of the
+    same kind in the pair form)."""
+    cfg = _run_config("(M-F-A[window=8]-F)*2")
+    model = _model(cfg)
+    model.compiled = "inductor"  # what compile_sublayers records; which forms run does not depend on the compiler
+    calls: list[tuple[int, bool]] = []
+    for i, block in enumerate(model.layers):
+        block.register_forward_pre_hook(lambda mod, args, i=i: calls.append((i, len(args) == 1 or args[1] is None)))
+    units = kernel_units(model, cfg, torch.device("cpu"), False)
+    assert list(units.values()) == ["M (first)", "F", "A", "M", "head"]
+    r = warm_kernels(model, cfg, torch.device("cpu"), use_bf16=False)
+    assert (r.units, r.units_run) == (5, 5)
+    # each sublayer unit: a training forward, then one per evaluation length (16, 32); residual None only for the first
+    assert calls == [(0, True)] * 3 + [(1, False)] * 3 + [(2, False)] * 3 + [(4, False)] * 3
+    calls.clear()
+    model.loss(*(torch.randint(0, 40, (2, 16)) for _ in range(2)))
+    assert calls[:2] == [(0, True), (1, False)]  # as the training step calls them
