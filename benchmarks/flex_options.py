@@ -32,6 +32,10 @@ VARIANTS: list[tuple[str, str | None, dict[str, Any]]] = [  # (name, compile mod
     ("+ bwd 64/64 w4 s3", None, {"bwd_BLOCK_M1": 64, "bwd_BLOCK_N1": 64, "bwd_BLOCK_M2": 64, "bwd_BLOCK_N2": 64,
                                  "bwd_num_warps": 4, "bwd_num_stages": 3}),
     ("max-autotune", "max-autotune-no-cudagraphs", {}),
+    ("+ TMA", None, {"USE_TMA": True}),
+    ("+ prescale qk", None, {"PRESCALE_QK": True}),
+    ("+ dq in the dk loop", None, {"WRITE_DQ": False}),
+    ("+ TMA + prescale qk", None, {"USE_TMA": True, "PRESCALE_QK": True}),
 ]
 
 
