@@ -16,11 +16,9 @@ for scale. The first call of an implementation (FlexAttention's compile, fla's a
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-import torch.nn.functional as F
-from flex_options import _fwd_bwd, _reference, _time
+from attention_timing import reference, row, sdpa_row
 
 from blocks.ops.attention import kernel
 
@@ -67,15 +65,15 @@ def main() -> None:
     W = args.window or None
     Hkv = args.kv_heads or H
     gen = torch.Generator("cuda").manual_seed(0)
-    q = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen).requires_grad_()  # (B, T, H, D)
-    k = torch.randn(B, T, Hkv, D, device="cuda", dtype=torch.bfloat16, generator=gen).requires_grad_()
-    v = torch.randn(B, T, Hkv, D, device="cuda", dtype=torch.bfloat16, generator=gen).requires_grad_()
-    do = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen)
+    # (B, H, T, D) views of (B, T, H, D) tensors: the timing helpers take the first, the path the second
+    q = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen).transpose(1, 2).requires_grad_()
+    k = torch.randn(B, T, Hkv, D, device="cuda", dtype=torch.bfloat16, generator=gen).transpose(1, 2).requires_grad_()
+    v = torch.randn(B, T, Hkv, D, device="cuda", dtype=torch.bfloat16, generator=gen).transpose(1, 2).requires_grad_()
+    do = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16, generator=gen).transpose(1, 2)
     scale = D**-0.5
     print(f"# SWA attention implementations: B={B} H={H} Hkv={Hkv} T={T} D={D} W={W} bf16, "
           f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
-    # the reference helper takes (B, H, T, D) and returns (1, H, T, D); compare in that layout
-    want = _reference(*(t.transpose(1, 2) for t in (q, k, v, do)), W, scale)
+    want = reference(q, k, v, do, W, scale)
     print("\n| implementation | fwd ms | fwd+bwd ms | first call s | rel. error vs fp32 reference, batch row 0 (o, dq, dk, dv) |")
     print("|---|---|---|---|---|")
     for name in args.impls:
@@ -85,30 +83,11 @@ def main() -> None:
             continue
 
         def attn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, fn=fn) -> torch.Tensor:  # type: ignore[no-untyped-def]
-            return fn(q, k, v, W, scale)
+            return fn(*(t.transpose(1, 2) for t in (q, k, v)), W, scale).transpose(1, 2)  # the path's (B, T, H, D)
 
-        t0 = time.perf_counter()
-        try:
-            out = _fwd_bwd(attn, q, k, v, do)
-            torch.cuda.synchronize()
-        except Exception as err:  # an implementation this torch or GPU rejects: say so and go on
-            print(f"| {name} | - | - | - | failed: {type(err).__name__}: {str(err).splitlines()[0][:120]} |")
-            continue
-        first_s = time.perf_counter() - t0
-        with torch.no_grad():
-            fwd = _time(lambda attn=attn: attn(q, k, v), args.reps)
-        both = _time(lambda attn=attn: _fwd_bwd(attn, q, k, v, do), args.reps)
-        bad = sum(int((~torch.isfinite(t)).sum()) for t in out)
-        errs = ", ".join(f"{((g[:1].transpose(1, 2).float() - w).norm() / w.norm()).item():.1e}"
-                         for g, w in zip(out, want, strict=True))
-        print(f"| {name} | {fwd:.2f} | {both:.2f} | {first_s:.1f} | {errs}{f'; {bad} non-finite' if bad else ''} |",
-              flush=True)
+        print(row(name, attn, q, k, v, do, want, args.reps, first_call_digits=1), flush=True)
 
-    qh, kh, vh, doh = (t.detach().transpose(1, 2).contiguous().requires_grad_(t is not do) for t in (q, k, v, do))
-    sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=Hkv != H)  # noqa: E731
-    with torch.no_grad():
-        fwd = _time(lambda: sdpa(qh, kh, vh), args.reps)
-    print(f"| SDPA full causal (no window; for scale) | {fwd:.2f} | {_time(lambda: _fwd_bwd(sdpa, qh, kh, vh, doh), args.reps):.2f} | - | - |")
+    print(sdpa_row(q, k, v, do, scale, args.reps))
 
 
 if __name__ == "__main__":

@@ -13,13 +13,10 @@ apply one to one pass.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from attention_timing import reference, row, sdpa_row
 
 from blocks.ops.attention import kernel
 
@@ -37,40 +34,6 @@ VARIANTS: list[tuple[str, str | None, dict[str, Any]]] = [  # (name, compile mod
     ("+ dq in the dk loop", None, {"WRITE_DQ": False}),
     ("+ TMA + prescale qk", None, {"USE_TMA": True, "PRESCALE_QK": True}),
 ]
-
-
-def _time(fn: Callable[[], Any], reps: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
-def _fwd_bwd(attn: Callable[..., torch.Tensor], q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-             do: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    for t in (q, k, v):
-        t.grad = None
-    o = attn(q, k, v)
-    o.backward(do)
-    return o.detach(), q.grad, k.grad, v.grad
-
-
-def _reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, do: torch.Tensor, window: int,
-               scale: float) -> tuple[torch.Tensor, ...]:
-    """Output and gradients of batch row 0 on ``reference.attention`` in fp32, laid out (1, H, T, D)."""
-    from blocks.ops.attention import reference
-
-    q0, k0, v0 = (t[:1].detach().float().transpose(1, 2).requires_grad_() for t in (q, k, v))  # (1, T, H, D)
-    o0 = reference.attention(q0, k0, v0, window, scale)
-    o0.backward(do[:1].float().transpose(1, 2))
-    return tuple(t.detach().transpose(1, 2) for t in (o0, q0.grad, k0.grad, v0.grad))
 
 
 def main() -> None:
@@ -98,7 +61,7 @@ def main() -> None:
     base = kernel._flex_kernel_options()
     print(f"# FlexAttention sliding window: B={B} H={H} Hkv={Hkv} T={T} D={D} W={W} bf16, {torch.cuda.get_device_name()}, "
           f"torch {torch.__version__}; base options {base}; block mask {mask.BLOCK_SIZE}")
-    want = _reference(q, k, v, do, W, scale)
+    want = reference(q, k, v, do, W, scale)
     print("\n| variant | fwd ms | fwd+bwd ms | compile s | rel. error vs fp32 reference, batch row 0 (o, dq, dk, dv) |")
     print("|---|---|---|---|---|")
     for name, mode, options in VARIANTS:
@@ -112,27 +75,9 @@ def main() -> None:
                  opts: dict[str, Any] = opts) -> torch.Tensor:
             return compiled(q, k, v, block_mask=mask, scale=scale, enable_gqa=Hkv != H, kernel_options=opts)
 
-        t0 = time.perf_counter()
-        try:
-            out = _fwd_bwd(attn, q, k, v, do)
-            torch.cuda.synchronize()
-        except Exception as err:  # an option this torch or GPU rejects: say so and go on
-            print(f"| {name} | - | - | - | failed: {type(err).__name__}: {str(err).splitlines()[0][:120]} |")
-            continue
-        compile_s = time.perf_counter() - t0
-        with torch.no_grad():
-            fwd = _time(lambda: attn(q, k, v), args.reps)
-        both = _time(lambda: _fwd_bwd(attn, q, k, v, do), args.reps)
-        bad = sum(int((~torch.isfinite(t)).sum()) for t in out)
-        errs = ", ".join(f"{((g[:1].float() - w).norm() / w.norm()).item():.1e}" for g, w in zip(out, want, strict=True))
-        print(f"| {name} | {fwd:.2f} | {both:.2f} | {compile_s:.0f} | {errs}{f'; {bad} non-finite' if bad else ''} |",
-              flush=True)
+        print(row(name, attn, q, k, v, do, want, args.reps), flush=True)
 
-    q2, k2, v2, do2 = (t.detach().requires_grad_(t is not do) for t in (q, k, v, do))
-    sdpa = lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=Hkv != H)  # noqa: E731
-    with torch.no_grad():
-        fwd = _time(lambda: sdpa(q2, k2, v2), args.reps)
-    print(f"| SDPA full causal (no window; for scale) | {fwd:.2f} | {_time(lambda: _fwd_bwd(sdpa, q2, k2, v2, do2), args.reps):.2f} | - | - |")
+    print(sdpa_row(q, k, v, do, scale, args.reps))
 
 
 if __name__ == "__main__":
