@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from attention_timing import reference, row, sdpa_row
+from attention_timing import add_shape_args, reference, row, sdpa_row
 
 from blocks.ops.attention import kernel
 
@@ -51,13 +51,7 @@ def _impl(name: str):  # type: ignore[no-untyped-def]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--heads", type=int, default=12)
-    ap.add_argument("--kv-heads", type=int, default=None)
-    ap.add_argument("--seq-len", type=int, default=4096)
-    ap.add_argument("--head-dim", type=int, default=128)
-    ap.add_argument("--window", type=int, default=2048, help="keys per query; 0 for full causal")
-    ap.add_argument("--reps", type=int, default=20)
+    add_shape_args(ap)
     ap.add_argument("--impls", nargs="*", default=["flash_attn", "torch_flash", "flex_attention"],
                     choices=IMPLS, help="fla autotunes for minutes on first use, so it runs only when named")
     args = ap.parse_args()

@@ -9,6 +9,7 @@ markdown table row. ``sdpa_row`` times SDPA's full causal attention for scale. T
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -18,6 +19,17 @@ import torch
 import torch.nn.functional as F
 
 Attn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def add_shape_args(ap: argparse.ArgumentParser) -> None:
+    """The attention shape (default: samba-421m's at batch 8) and the timing repetitions."""
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--kv-heads", type=int, default=None, help="default: --heads")
+    ap.add_argument("--seq-len", type=int, default=4096)
+    ap.add_argument("--head-dim", type=int, default=128)
+    ap.add_argument("--window", type=int, default=2048, help="keys per query; 0 for full causal")
+    ap.add_argument("--reps", type=int, default=20)
 
 
 def time_cuda(fn: Callable[[], Any], reps: int, warmup: int = 3) -> float:

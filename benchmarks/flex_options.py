@@ -16,7 +16,7 @@ import argparse
 from typing import Any
 
 import torch
-from attention_timing import reference, row, sdpa_row
+from attention_timing import add_shape_args, reference, row, sdpa_row
 
 from blocks.ops.attention import kernel
 
@@ -38,18 +38,12 @@ VARIANTS: list[tuple[str, str | None, dict[str, Any]]] = [  # (name, compile mod
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--heads", type=int, default=12)
-    ap.add_argument("--kv-heads", type=int, default=None)
-    ap.add_argument("--seq-len", type=int, default=4096)
-    ap.add_argument("--head-dim", type=int, default=128)
-    ap.add_argument("--window", type=int, default=2048)
-    ap.add_argument("--reps", type=int, default=20)
+    add_shape_args(ap)
     ap.add_argument("--only", nargs="*", help="run only the variants whose names contain one of these")
     args = ap.parse_args()
     from torch.nn.attention.flex_attention import flex_attention
 
-    B, T, H, D, W = args.batch, args.seq_len, args.heads, args.head_dim, args.window
+    B, T, H, D, W = args.batch, args.seq_len, args.heads, args.head_dim, args.window or None
     Hkv = args.kv_heads or H
     gen = torch.Generator("cuda").manual_seed(0)
     q = torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16, generator=gen).requires_grad_()  # (B, H, T, D)
