@@ -183,7 +183,7 @@ def _run_unit(model: HybridLM, unit: Unit, cfg: RunConfig, device: torch.device,
         if j >= 0:
             return block.mixers[j](block.norm(x))
         if index == 0:
-            return join_stream(*block(x))  # the first block gets the stream alone
+            return join_stream(*block(x, None))  # the first block gets the stream alone, as in training
         return join_stream(*block(x.to(out_dtype), x))  # the (output, residual) pair every block after the first gets
 
     was_training = model.training
