@@ -80,10 +80,10 @@ def main() -> None:
     ax.set_xlabel(f"GPU milliseconds per {TOKENS:,} tokens")
     ax.set_xlim(0, max(sum(g.values()) + idle for _, g, idle in rows) * 1.25)
     ax.set_ylim(len(rows) - 0.5, -0.8)
-    ax.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.3))
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    fig.savefig(args.out, dpi=110, bbox_inches="tight")  # the legend sits below the axes
     print(f"wrote {args.out}")
 
 
