@@ -22,7 +22,7 @@ from attention_timing import add_shape_args, reference, row, sdpa_row
 
 from blocks.ops.attention import kernel
 
-IMPLS = ["flash_attn", "torch_flash", "flex_attention", "fla"]
+IMPLS = [*kernel.IMPLEMENTATIONS, "torch_flash"]
 
 
 def _torch_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int | None, scale: float) -> torch.Tensor:
@@ -35,24 +35,16 @@ def _torch_flash(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int 
 
 
 def _impl(name: str):  # type: ignore[no-untyped-def]
-    """The kernel path's call for ``name``, as ``(q, k, v, window, scale) -> o``, or None if it does not import."""
-    if name == "flash_attn" and kernel._flash_attn_func() is not None:
-        fn = kernel._flash_attn_func()
-        return lambda q, k, v, w, s: fn(q, k, v, causal=True, softmax_scale=s, window_size=(-1, -1) if w is None else (w - 1, 0))
-    if name == "fla" and kernel._fla_parallel_attn() is not None:
-        fn = kernel._fla_parallel_attn()
-        return lambda q, k, v, w, s: fn(q, k, v, scale=s, window_size=w)
-    if name == "torch_flash" and torch.backends.cuda.is_flash_attention_available():
-        return _torch_flash
-    if name == "flex_attention":
-        return kernel._flex
-    return None
+    """The call for ``name``, as ``(q, k, v, window, scale) -> o``, or None if it does not import here."""
+    if name == "torch_flash":
+        return _torch_flash if torch.backends.cuda.is_flash_attention_available() else None
+    return kernel.IMPLEMENTATIONS[name] if name in kernel.available_impls() else None
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_shape_args(ap)
-    ap.add_argument("--impls", nargs="*", default=["flash_attn", "torch_flash", "flex_attention"],
+    ap.add_argument("--impls", nargs="*", default=["flash_attn", "flex_attention", "torch_flash"],
                     choices=IMPLS, help="fla autotunes for minutes on first use, so it runs only when named")
     args = ap.parse_args()
     B, T, H, D = args.batch, args.seq_len, args.heads, args.head_dim

@@ -250,6 +250,25 @@ def test_kernel_route_names_the_attention_implementation_per_precision(monkeypat
     assert kernel.kernel_impl(torch.bfloat16, 264) == "flex_attention"  # flash-attn takes head sizes <= 256
 
 
+def test_the_kernel_path_calls_flash_attn_as_the_official_samba_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dispatch only (a stand-in for flash_attn_func records its call): a window of W keys is flash-attn's
+    ``window_size=(W-1, 0)``, full causal attention ``(-1, -1)``."""
+    from blocks.ops.attention import kernel
+
+    calls: list[dict] = []
+
+    def flash_attn_func(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kw: object) -> torch.Tensor:
+        calls.append(kw)
+        return q
+
+    monkeypatch.setattr(kernel, "_flash_attn_func", lambda: flash_attn_func)
+    q = torch.randn(1, 5, 2, 8, dtype=torch.bfloat16)
+    for window in (3, None):
+        assert kernel.attention(q, q, q, window, 0.5) is q
+    assert calls == [{"causal": True, "softmax_scale": 0.5, "window_size": (2, 0)},
+                     {"causal": True, "softmax_scale": 0.5, "window_size": (-1, -1)}]
+
+
 @pytest.mark.parametrize(
     ("fields", "d_model", "fragment"),
     [
@@ -327,7 +346,7 @@ def test_each_attention_implementation_matches_the_fp32_reference(impl: str, kv_
 
     if impl not in kernel.available_impls():
         pytest.skip(f"{impl} does not import here")
-    fn = {"flash_attn": kernel.attention, "flex_attention": kernel._flex}[impl]
+    fn = kernel.IMPLEMENTATIONS[impl]
     gen = torch.Generator("cuda").manual_seed(7)
     q = torch.randn(2, 300, 4, 64, device="cuda", generator=gen)  # (B, T, H, D)
     k, v = (torch.randn(2, 300, kv_heads, 64, device="cuda", generator=gen) for _ in range(2))  # (B, T, Hkv, D)

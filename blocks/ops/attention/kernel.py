@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["attention", "kernel_impl", "available_impls"]
+__all__ = ["IMPLEMENTATIONS", "attention", "kernel_impl", "available_impls"]
 
 log = logging.getLogger("hybridlab.backend")
 _HALF = (torch.float16, torch.bfloat16)
@@ -165,6 +165,21 @@ def _flex(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float) -> 
     return o[..., :D].transpose(1, 2)  # (B, T, H, D)
 
 
+def _flash(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float) -> Tensor:
+    window_size = (-1, -1) if window is None else (window - 1, 0)
+    return _flash_attn_func()(q, k, v, causal=True, softmax_scale=scale, window_size=window_size)
+
+
+def _fla(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float) -> Tensor:
+    return _fla_parallel_attn()(q, k, v, scale=scale, window_size=window)
+
+
+IMPLEMENTATIONS: dict[str, Callable[[Tensor, Tensor, Tensor, int | None, float], Tensor]] = {
+    "flash_attn": _flash, "flex_attention": _flex, "fla": _fla,
+}
+"""Each implementation's call, ``attention``'s signature; one that does not import (``available_impls``) fails."""
+
+
 def _say(impl: str) -> None:
     if impl not in _said:
         _said.add(impl)
@@ -184,11 +199,4 @@ def attention(q: Tensor, k: Tensor, v: Tensor, window: int | None, scale: float)
     """
     impl = kernel_impl(q.dtype, q.shape[-1])
     _say(impl)
-    if impl == "flash_attn":
-        flash_attn_func = _flash_attn_func()
-        window_size = (-1, -1) if window is None else (window - 1, 0)
-        return flash_attn_func(q, k, v, causal=True, softmax_scale=scale, window_size=window_size)
-    if impl == "flex_attention":
-        return _flex(q, k, v, window, scale)
-    parallel_attn = _fla_parallel_attn()
-    return parallel_attn(q, k, v, scale=scale, window_size=window)
+    return IMPLEMENTATIONS[impl](q, k, v, window, scale)
