@@ -101,7 +101,6 @@ def _digest(facts: Any) -> str:
 
 
 Unit = tuple[str, int, int]  # (what, sublayer index or -1 for the head, mixer index within it or -1 for all)
-FIRST = " (first)"  # the first sublayer compiled: it takes the stream alone, with no residual yet
 
 
 def _units(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool) -> dict[str, Unit]:
@@ -118,7 +117,7 @@ def _units(model: HybridLM, cfg: RunConfig, device: torch.device, use_bf16: bool
     for i, block in enumerate(model.layers):
         mixers = [(m.symbol, m.backend, dataclasses.asdict(m.config)) for m in block.mixers]
         if model.compiled:
-            what = "|".join(m.symbol for m in block.mixers) + (FIRST if i == 0 else "")
+            what = "|".join(m.symbol for m in block.mixers) + (" (first)" if i == 0 else "")
             facts = {**ctx, "block": mixers, **({"first": True} if i == 0 else {})}
             units.setdefault(_digest(facts), (what, i, -1))
             continue
