@@ -56,6 +56,8 @@ def main() -> None:
     ap.add_argument("--loss-chunk", type=int, default=None, help="chunked LM head + loss (as bench --loss-chunk)")
     ap.add_argument("--copies", action="store_true",
                     help="record shapes and Python stacks, and say which ops launch the copy and add kernels")
+    ap.add_argument("--matmuls", action="store_true",
+                    help="record shapes and list the matmuls by shape with their achieved TFLOP/s")
     args = ap.parse_args()
 
     cfg = get_preset(args.preset).model
@@ -69,7 +71,7 @@ def main() -> None:
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
     stacks = torch._C._profiler._ExperimentalConfig(verbose=True) if args.copies else None  # Python frames per op
-    with torch.profiler.profile(activities=activities, record_shapes=args.copies, with_stack=args.copies,
+    with torch.profiler.profile(activities=activities, record_shapes=args.copies or args.matmuls, with_stack=args.copies,
                                 experimental_config=stacks) as prof:
         start.record()
         for _ in range(args.steps):
@@ -120,6 +122,8 @@ def main() -> None:
               f"{kind_of(name)} | `{short}` |")
     if args.copies:
         _print_copies(prof, args.steps, args.top)
+    if args.matmuls:
+        _print_matmuls(prof, args.steps, args.top)
     print(f"\n## torch.profiler key_averages, sorted by device time (top {args.top})\n")
     print(prof.key_averages().table(sort_by="device_time_total", row_limit=args.top, max_name_column_width=70))
 
@@ -140,6 +144,28 @@ def _print_copies(prof: torch.profiler.profile, steps: int, top: int) -> None:
     for e in sorted(rows, key=lambda e: -e.device_time_total)[:top]:
         frames = " <- ".join(f.split("/")[-1] for f in e.stack[:5]) or "(no Python frame: the autograd engine or C++)"
         print(f"- {e.device_time_total / 1000 / steps:.2f} ms/step, {e.count // steps} calls, {e.key}: {frames}")
+
+
+MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def matmul_flops(op: str, shapes: list[list[int]]) -> int:
+    """FLOPs of one call of a matmul op from its recorded input shapes (2·M·K·N, times the batch for bmm)."""
+    a, b = (shapes[1], shapes[2]) if op in ("aten::addmm", "aten::baddbmm") else (shapes[0], shapes[1])
+    batch = a[0] if len(a) == 3 else 1
+    return 2 * batch * a[-2] * a[-1] * b[-1]
+
+
+def _print_matmuls(prof: torch.profiler.profile, steps: int, top: int) -> None:
+    """The matmul ops by input shapes: device time, calls and achieved TFLOP/s, slowest total first."""
+    print("\n## Matmuls by input shapes (per step; device time of the kernels each op launched)\n")
+    print("| ms/step | calls/step | TFLOP/s | op | input shapes |")
+    print("|---|---|---|---|---|")
+    rows = [e for e in prof.key_averages(group_by_input_shape=True) if e.key in MATMUL_OPS]
+    for e in sorted(rows, key=lambda e: -e.device_time_total)[:top]:
+        ms = e.device_time_total / 1000 / steps
+        tflops = matmul_flops(e.key, e.input_shapes) * e.count / steps / (ms / 1000) / 1e12 if ms else 0.0
+        print(f"| {ms:.2f} | {e.count // steps} | {tflops:.0f} | {e.key} | {str(e.input_shapes)[:150]} |")
 
 
 if __name__ == "__main__":
