@@ -2,9 +2,7 @@
 
 As in the official Samba code (xformers ``SwiGLU(d, d_p, bias=False)``; samba-facts.md §6.6). The
 hidden width defaults to 8/3·d rounded up to a multiple of 64, which gives the paper's 4096 at d=1536
-and 6144 at d=2304 (fla's ``hidden_ratio=4`` rule). The ``kernel`` path runs w1 and w2 as one product
-(``blocks.ops.fused_linear``, as xformers' fused SwiGLU does); the ``reference`` path keeps them apart:
-on the CPU one product measured no faster (docs/BENCHMARKS.md §1).
+and 6144 at d=2304 (fla's ``hidden_ratio=4`` rule).
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from blocks.mixers.base import ConfigError, Mixer, MixerConfig, linear_flops
-from blocks.ops.fused_linear import fused_linear
 
 __all__ = ["MLPConfig", "MLP", "default_hidden"]
 
@@ -57,11 +54,7 @@ class MLP(Mixer):
         return None  # the same matmuls run on any device; there is nothing to fuse-import
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.backend == "kernel":
-            gate, up = fused_linear(x, self.w1, self.w2)  # (B, T, hidden) each
-        else:
-            gate, up = self.w1(x), self.w2(x)
-        return self.w3(F.silu(gate) * up)
+        return self.w3(F.silu(self.w1(x)) * self.w2(x))
 
     def naive_forward(self, x: Tensor) -> Tensor:
         return torch.cat([self.forward(x_t) for x_t in x.split(1, dim=1)], dim=1)

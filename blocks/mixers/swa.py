@@ -9,8 +9,7 @@ attention (the Llama-2 baseline); ``rope: false`` is the NoPE ablation; ``kv_hea
 
 The official code fuses q, k and v into one ``attn`` Linear of ``(heads + 2*kv_heads) * head_dim``
 outputs; here they are three Linears (``q_proj``, ``k_proj``, ``v_proj``) with the same parameter
-count, which the ``kernel`` path runs as one product (``blocks.ops.fused_linear``), and ``o_proj`` is
-its ``proj``. The optional short convolution on q/k/v (``sc_attn``) is not
+count, and ``o_proj`` is its ``proj``. The optional short convolution on q/k/v (``sc_attn``) is not
 implemented. The attention itself lives in ``blocks/ops/attention`` (``reference.py``: blocked sliding
 window through SDPA; ``kernel.py``: flash-attn, FlexAttention or fla).
 """
@@ -25,7 +24,6 @@ from torch import Tensor, nn
 
 from blocks.mixers.base import ConfigError, Mixer, MixerConfig, linear_flops
 from blocks.ops.attention import kernel, reference
-from blocks.ops.fused_linear import fused_linear
 from blocks.ops.rope import rope_qk
 
 __all__ = ["SWAConfig", "SWA", "mean_keys"]
@@ -144,13 +142,9 @@ class SWA(Mixer):
     def _qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Post-RoPE q (B, T, H, K) and k, v (B, T, Hkv, K)."""
         B, T, _ = x.shape
-        if self.backend == "kernel":
-            q, k, v = fused_linear(x, self.q_proj, self.k_proj, self.v_proj)
-        else:
-            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
-        q = q.view(B, T, self.heads, self.head_dim)  # (B, T, H, K)
-        k = k.view(B, T, self.kv_heads, self.head_dim)  # (B, T, Hkv, K)
-        v = v.view(B, T, self.kv_heads, self.head_dim)  # (B, T, Hkv, K)
+        q = self.q_proj(x).view(B, T, self.heads, self.head_dim)  # (B, T, H, K)
+        k = self.k_proj(x).view(B, T, self.kv_heads, self.head_dim)  # (B, T, Hkv, K)
+        v = self.v_proj(x).view(B, T, self.kv_heads, self.head_dim)  # (B, T, Hkv, K)
         if self.config.rope:
             q, k = rope_qk(q, k, self.config.rope_base)
         return q, k, v

@@ -235,18 +235,6 @@ def test_kernel_status() -> None:
         assert status == "the attention kernel path needs a CUDA device"
 
 
-@pytest.mark.parametrize("kv_heads", KV_HEADS, ids=lambda v: f"kv{v}")
-def test_the_kernel_path_projects_q_k_v_in_one_product_to_the_same_values(kv_heads: int | None) -> None:
-    """``_qkv`` alone (no attention kernel runs): the kernel path's one product of the stacked q, k, v weights
-    gives the reference path's three projections, after RoPE."""
-    ref = make(kv_heads=kv_heads)
-    ker = make(kv_heads=kv_heads)
-    ker.set_backend("kernel")
-    x = inputs()
-    for a, b in zip(ker._qkv(x), ref._qkv(x), strict=True):
-        torch.testing.assert_close(a, b)
-
-
 def test_kernel_route_names_the_attention_implementation_per_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     """Recorded per run as hybridlab.kernel_route.A; flash-attn takes bf16/fp16 only, so with it installed an
     fp32 run's attention is FlexAttention and the route says both."""
