@@ -7,7 +7,8 @@ cross-entropy, backward, fused AdamW), after ``--warmup`` untimed steps; ``--ste
 gives per-step averages. Kernels are grouped into kinds by name (matrix products, the Mamba scan,
 attention, fla kernels, elementwise/reductions, optimizer, copies) to say where the time goes. ``--copies`` also
 records input shapes and Python stacks and lists the ops that launch copy, cast and add kernels, by shape and by
-caller (that is how the gradient-layout copies of docs/BENCHMARKS.md §6's second round were found).
+caller (that is how the gradient-layout copies of docs/BENCHMARKS.md §6's second round were found). ``--matmuls``
+lists the matmul ops by input shapes with their device time and achieved TFLOP/s (§6, fourth round).
 """
 
 from __future__ import annotations
@@ -128,6 +129,12 @@ def main() -> None:
     print(prof.key_averages().table(sort_by="device_time_total", row_limit=args.top, max_name_column_width=70))
 
 
+def _by_shape(prof: torch.profiler.profile, ops: tuple[str, ...], top: int) -> list:
+    """The ``top`` (op, input shapes) groups of ``ops`` by device time, largest first."""
+    rows = [e for e in prof.key_averages(group_by_input_shape=True) if e.key in ops]
+    return sorted(rows, key=lambda e: -e.device_time_total)[:top]
+
+
 COPY_OPS = ("aten::copy_", "aten::clone", "aten::contiguous", "aten::_to_copy", "aten::add", "aten::add_", "aten::cat")
 
 
@@ -136,8 +143,7 @@ def _print_copies(prof: torch.profiler.profile, steps: int, top: int) -> None:
     print("\n## Copy / cast / add ops by input shapes (per step; device time includes the kernels they launch)\n")
     print("| ms/step | calls/step | op | input shapes |")
     print("|---|---|---|---|")
-    rows = [e for e in prof.key_averages(group_by_input_shape=True) if e.key in COPY_OPS]
-    for e in sorted(rows, key=lambda e: -e.device_time_total)[:top]:
+    for e in _by_shape(prof, COPY_OPS, top):
         print(f"| {e.device_time_total / 1000 / steps:.2f} | {e.count // steps} | {e.key} | {str(e.input_shapes)[:150]} |")
     print("\n## The same ops by calling Python stack (5 frames)\n")
     rows = [e for e in prof.key_averages(group_by_stack_n=5) if e.key in COPY_OPS]
@@ -161,8 +167,7 @@ def _print_matmuls(prof: torch.profiler.profile, steps: int, top: int) -> None:
     print("\n## Matmuls by input shapes (per step; device time of the kernels each op launched)\n")
     print("| ms/step | calls/step | TFLOP/s | op | input shapes |")
     print("|---|---|---|---|---|")
-    rows = [e for e in prof.key_averages(group_by_input_shape=True) if e.key in MATMUL_OPS]
-    for e in sorted(rows, key=lambda e: -e.device_time_total)[:top]:
+    for e in _by_shape(prof, MATMUL_OPS, top):
         ms = e.device_time_total / 1000 / steps
         tflops = matmul_flops(e.key, e.input_shapes) * e.count / steps / (ms / 1000) / 1e12 if ms else 0.0
         print(f"| {ms:.2f} | {e.count // steps} | {tflops:.0f} | {e.key} | {str(e.input_shapes)[:150]} |")
