@@ -28,6 +28,9 @@ VARIANTS: list[tuple[str, str | None, dict[str, Any]]] = [  # (name, compile mod
     ("+ fwd 128x128 w8 s2", None, {"fwd_BLOCK_M": 128, "fwd_BLOCK_N": 128, "fwd_num_warps": 8, "fwd_num_stages": 2}),
     ("+ bwd 64/64 w4 s3", None, {"bwd_BLOCK_M1": 64, "bwd_BLOCK_N1": 64, "bwd_BLOCK_M2": 64, "bwd_BLOCK_N2": 64,
                                  "bwd_num_warps": 4, "bwd_num_stages": 3}),
+    *[(f"+ bwd {m1}/{n1} w{w} s{st}", None, {"bwd_BLOCK_M1": m1, "bwd_BLOCK_N1": n1, "bwd_BLOCK_M2": n1,
+                                             "bwd_BLOCK_N2": m1, "bwd_num_warps": w, "bwd_num_stages": st})
+      for m1, n1, w, st in [(32, 128, 4, 3), (32, 128, 8, 2), (64, 128, 8, 3), (64, 128, 4, 3), (32, 64, 4, 3)]],
     ("max-autotune", "max-autotune-no-cudagraphs", {}),
     ("+ TMA", None, {"USE_TMA": True}),
     ("+ prescale qk", None, {"PRESCALE_QK": True}),
