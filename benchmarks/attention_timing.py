@@ -1,4 +1,5 @@
-"""Shared by ``flex_options.py`` and ``attention_routes.py``: time an attention call on CUDA and check it.
+"""Shared by ``flex_options.py`` and ``attention_routes.py``: time an attention call on CUDA and check it
+(``scan_groups.py`` takes ``time_cuda`` too).
 
 ``row`` runs one attention variant forward and backward once (its first call: compile or autotune), times forward
 and forward+backward with CUDA events (median of ``reps`` after warm-up), compares the output and the q, k, v
