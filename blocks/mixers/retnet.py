@@ -25,7 +25,7 @@ from torch import Tensor
 from blocks.mixers.base import ConfigError, MixerConfig, linear_flops
 from blocks.mixers.linear_attention import GatedLinearMixer
 from blocks.ops.retention import kernel, reference
-from blocks.ops.rope import apply_rope, rope_cos_sin
+from blocks.ops.rope import rope_qk
 
 __all__ = ["RetNetConfig", "RetNet", "retention_log_decay"]
 
@@ -116,8 +116,7 @@ class RetNet(GatedLinearMixer):
         q, k, v = self._qkv(x)
         acc = torch.float64 if x.dtype == torch.float64 else torch.float32
         if self.config.rope:
-            cos, sin = rope_cos_sin(x.shape[1], self.head_k_dim, ROPE_BASE, device=x.device, dtype=acc)
-            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+            q, k = rope_qk(q, k, ROPE_BASE)
         log_decay = retention_log_decay(self.heads, x.device).to(acc)  # (H,)
         op = kernel.chunk_retention if self.backend == "kernel" else reference.chunk_retention
         o = op(q, k, v, log_decay, self.scale, self.config.chunk_size)  # (B, T, H, V)

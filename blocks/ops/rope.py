@@ -6,8 +6,8 @@ with ``interleaved=False``; samba-facts.md §6.3): channel ``i < D/2`` is rotate
 cache in bf16, the angles, cosines and sines are computed in float32 (float64 for float64 inputs) at
 every call, so there is no buffer in the state_dict and any length (evaluation beyond the training
 length) works. The (T, D/2) tables are built by an opaque op (``hybridlab::rope_cos_sin``), so a compiled
-sublayer reads them instead of recomputing cos and sin for every element of q and k (every caller of
-``rope_cos_sin`` gets this: SWA and RetNet), and ``rope_qk`` rotates queries and keys with one table.
+sublayer reads them instead of recomputing cos and sin for every element of q and k, and ``rope_qk`` rotates
+queries and keys with one table (SWA and RetNet both call it).
 """
 
 from __future__ import annotations
