@@ -44,6 +44,7 @@ from sweeps.tracking import (
     tracking_uri,
 )
 from sweeps.train import Checkpoint, Diverged, run_training
+from sweeps.trial_exit import join_at_exit
 
 __all__ = ["run_sweep", "SweepOutcome", "SweepExists", "trial_dirname", "trainable"]
 
@@ -136,6 +137,7 @@ def _trial_origin() -> float:
 def trainable(sampled: dict[str, Any], base: dict[str, Any], ml: dict[str, str]) -> None:
     """One Ray Tune trial: merge the sampled keys into the base config, train, log, report."""
     origin = _trial_origin()
+    join_at_exit()  # Ray stops a trial without waiting for this thread; its process exit must (sweeps.trial_exit)
     from ray import tune
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)
